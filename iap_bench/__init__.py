@@ -1,0 +1,3 @@
+"""IAP-Bench: harness for identity-aware joint audio-video generation."""
+
+__version__ = "0.1.0"

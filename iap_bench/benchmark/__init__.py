@@ -1,0 +1,1 @@
+"""Benchmark schema, manifests, validation and media-pack binding."""

@@ -1,0 +1,1 @@
+"""Generator adapters; importing this package registers the built-in ones."""

@@ -1,0 +1,78 @@
+"""Generator adapter protocol and registry: every model (ours, rivals, precomputed, cascade) plugs in here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from iap_bench.benchmark.schema import Item
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an adapter can honour; the runner records unsupported items as failures, never silently."""
+
+    multi_subject: bool = True
+    multi_view: bool = True
+    voice_reference: bool = True
+
+
+@dataclass
+class GeneratedSample:
+    """One generated clip: either decoded arrays or an already-encoded file (``source``).
+
+    video: [T, H, W, 3] uint8 RGB; audio: [N] or [C, N] float32 in [-1, 1].
+    """
+
+    fps: float
+    sample_rate: int
+    video: np.ndarray | None = None
+    audio: np.ndarray | None = None
+    source: Path | None = None  # an existing mp4 (with audio) to copy instead of encoding arrays
+    source_audio: Path | None = None  # a separate audio file to mux with ``source`` video
+    info: dict[str, Any] = field(default_factory=dict)  # adapter-specific facts for the sidecar
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """Load once, then generate one item at a time with a seed."""
+
+    name: str
+    capabilities: Capabilities
+
+    def load(self) -> None:
+        """Load weights/resources once per run; raise MissingCheckpointError with a clear message."""
+
+    def generate(self, item: Item, seed: int) -> GeneratedSample:
+        """Generate (or fetch) the sample for one item."""
+
+    def describe(self) -> dict[str, Any]:
+        """Config and checkpoint identity written to every sample's sidecar."""
+
+
+GENERATORS: dict[str, Callable[..., Generator]] = {}
+
+
+def register_generator(name: str) -> Callable[[type], type]:
+    """Class decorator: make an adapter constructible by its config name."""
+
+    def deco(cls: type) -> type:
+        if name in GENERATORS:
+            raise ValueError(f"generator {name!r} registered twice")
+        GENERATORS[name] = cls
+        return cls
+
+    return deco
+
+
+def build_generator(name: str, **params: Any) -> Generator:
+    """Instantiate a registered adapter by name with its config params."""
+    import iap_bench.generators  # noqa: F401  (registers the built-in adapters)
+
+    if name not in GENERATORS:
+        raise KeyError(f"unknown generator {name!r}; registered: {sorted(GENERATORS)}")
+    return GENERATORS[name](**params)

@@ -1,0 +1,1 @@
+"""Media layer: decode each sample once, serve cached derived views to every metric."""
