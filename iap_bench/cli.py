@@ -1,0 +1,224 @@
+"""`iap-bench` console script: a Hydra app with four jobs (run, evaluate, leaderboard, validate).
+
+The first positional word may name the job (``iap-bench validate benchmark=iap100``); everything else is
+standard Hydra: config groups, ``key=value`` overrides, ``-m`` multirun, ``--cfg job``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from iap_bench.errors import IAPBenchError, ManifestError, MissingCheckpointError
+
+JOBS = ("run", "evaluate", "leaderboard", "validate")
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+log = logging.getLogger("iap_bench")
+
+
+def resolve_path(p: str | os.PathLike | None) -> Path | None:
+    """Paths in configs are relative to the launch dir; fall back to the repo root for shipped data."""
+    if p is None:
+        return None
+    path = Path(os.path.expanduser(str(p)))
+    if path.is_absolute():
+        return path
+    launch = Path(hydra.utils.get_original_cwd()) if HydraConfig.initialized() else Path.cwd()
+    if (launch / path).exists() or not (REPO_ROOT / path).exists():
+        return launch / path
+    return REPO_ROOT / path
+
+
+def load_benchmark_from_cfg(cfg: DictConfig) -> Any:
+    from iap_bench.benchmark.manifest import load_benchmark
+
+    return load_benchmark(resolve_path(cfg.benchmark.manifest), resolve_path(cfg.benchmark.get("pack")))
+
+
+def select_items(cfg: DictConfig, benchmark: Any) -> list:
+    """Filter by split, take this shard's items, then apply ``limit``."""
+    splits = set(cfg.benchmark.get("splits") or ["single", "multi"])
+    items = [i for i in benchmark.items if i.split in splits]
+    items = [i for n, i in enumerate(items) if n % int(cfg.shard.count) == int(cfg.shard.index)]
+    if cfg.get("limit"):
+        items = items[: int(cfg.limit)]
+    return items
+
+
+def build_metrics(cfg: DictConfig) -> list:
+    from iap_bench.metrics.base import build_metric
+
+    metrics = []
+    for entry in cfg.metrics.metrics:
+        entry = OmegaConf.to_container(entry, resolve=True) if isinstance(entry, DictConfig) else entry
+        if isinstance(entry, str):
+            metrics.append(build_metric(entry))
+        else:
+            name = entry.pop("name")
+            metrics.append(build_metric(name, **entry.get("params", {})))
+    return metrics
+
+
+def open_store(cfg: DictConfig) -> Any:
+    from iap_bench.store import ResultStore
+
+    path = resolve_path(cfg.store)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return ResultStore(path)
+
+
+def write_leaderboard(cfg: DictConfig, store: Any, benchmark: Any, out_dir: Path, console: Console,
+                      models: list[str] | None = None) -> dict[str, Path]:
+    from iap_bench.leaderboard import build_leaderboard
+
+    df = store.scores_frame()
+    if not df.empty:
+        df = df[df["benchmark"] == benchmark.name]
+        if benchmark.pack_hash is not None:
+            df = df[df["pack_hash"] == benchmark.pack_hash]
+        if models is not None:
+            df = df[df["model"].isin(models)]
+    if df.empty:
+        console.print("[yellow]no scores in the store for this benchmark and pack yet[/]")
+        return {}
+    board = build_leaderboard(df, benchmark=benchmark.name, pack_hash=benchmark.pack_hash)
+    board.print_rich(console)
+    paths = board.write_all(out_dir / "leaderboard")
+    console.print("tables written: " + ", ".join(str(p) for p in paths.values()))
+    return paths
+
+
+def job_validate(cfg: DictConfig, console: Console) -> int:
+    from iap_bench.benchmark.manifest import load_manifest
+    from iap_bench.benchmark.pack import unbound_report
+    from iap_bench.benchmark.validate import validate
+
+    manifest = resolve_path(cfg.benchmark.manifest)
+    pack = resolve_path(cfg.benchmark.get("pack"))
+    problems = validate(manifest, pack_dir=pack, check_media=True)
+    errors = [p for p in problems if p.severity == "error"]
+    for p in problems:
+        colour = "red" if p.severity == "error" else "yellow"
+        console.print(f"[{colour}]{p.severity}[/] {p.item_id} {p.field}: {p.message}")
+    try:
+        bench = load_benchmark_from_cfg(cfg)
+    except ManifestError:
+        bench = load_manifest(manifest)
+    if bench.unbound_slots:
+        console.print(unbound_report(bench))
+    ok = not errors and not bench.unbound_slots
+    console.print(
+        f"[bold]{bench.name}[/]: {len(bench.items)} items "
+        f"({len(bench.split('single'))} single / {len(bench.split('multi'))} multi), "
+        f"{len(errors)} error(s), {len(problems) - len(errors)} warning(s), "
+        f"{len(bench.unbound_slots)} unbound slot(s), pack hash {bench.pack_hash or '-'}"
+    )
+    return 0 if ok else 1
+
+
+def _generator_from_cfg(cfg: DictConfig) -> tuple[Any, str]:
+    from iap_bench.generators.base import build_generator
+
+    gen_cfg = cfg.generator
+    params = OmegaConf.to_container(gen_cfg.get("params", {}), resolve=True) or {}
+    if cfg.job == "evaluate":
+        if not cfg.get("samples_dir"):
+            raise IAPBenchError("`evaluate` needs samples_dir=/path/to/folder (files named <item_id>.mp4)")
+        params = {**({} if gen_cfg.name != "precomputed" else params),
+                  "samples_dir": str(resolve_path(cfg.samples_dir))}
+        gen = build_generator("precomputed", **params, label=cfg.get("label") or "precomputed")
+        return gen, cfg.get("label") or "precomputed"
+    gen = build_generator(gen_cfg.name, **params)
+    label = cfg.get("label") or gen_cfg.get("label") or gen_cfg.name
+    return gen, str(label)
+
+
+def job_run(cfg: DictConfig, console: Console) -> int:
+    from iap_bench.runner import Runner
+    from iap_bench.store import default_env
+
+    t0 = time.perf_counter()
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    benchmark = load_benchmark_from_cfg(cfg)
+    if benchmark.unbound_slots:
+        from iap_bench.benchmark.pack import unbound_report
+
+        console.print(unbound_report(benchmark))
+        return 2
+    items = select_items(cfg, benchmark)
+    store = open_store(cfg)
+    run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    store.add_run(run_id, OmegaConf.to_container(cfg, resolve=True), default_env())
+    generator, label = _generator_from_cfg(cfg)
+    metrics = build_metrics(cfg)
+    console.print(f"[bold]{benchmark.name}[/] ({len(items)} items, pack {(benchmark.pack_hash or '-')[:12]}) "
+                  f"-> [bold]{label}[/] ({generator.name}) -> {', '.join(m.name for m in metrics)}")
+    runner = Runner(benchmark, store, run_dir, console=console, seed=int(cfg.seed),
+                    chunk_size=int(cfg.eval.chunk_size), decode_workers=int(cfg.eval.decode_workers))
+    refs = runner.generate(generator, label, items, run_id)
+    runner.evaluate(refs, metrics, run_id)
+    models = None if cfg.leaderboard.all_models else [label]
+    write_leaderboard(cfg, store, benchmark, run_dir, console, models=models)
+    s = runner.summary
+    s.timings["total_s"] = time.perf_counter() - t0
+    summary = {"run_id": run_id, "label": label, "generated": s.generated, "reused": s.reused,
+               "generation_failures": s.gen_failed, "scored": s.scored, "skipped_scores": s.skipped_scores,
+               "score_failures": s.score_failures, "decoded_samples": s.decoded_samples,
+               "decodes": s.decodes,
+               "timings": {k: round(v, 2) for k, v in s.timings.items()}, "store": str(store.path)}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    console.print(f"samples: {run_dir / 'samples' / label}   store: {store.path}   "
+                  f"generated {s.generated}, reused {s.reused}, failed {s.gen_failed}; "
+                  f"scores new {s.scored} (failures {s.score_failures}), already stored {s.skipped_scores}; "
+                  f"{s.timings['total_s']:.1f} s")
+    return 0
+
+
+def job_leaderboard(cfg: DictConfig, console: Console) -> int:
+    benchmark = load_benchmark_from_cfg(cfg)
+    store = open_store(cfg)
+    write_leaderboard(cfg, store, benchmark, Path(HydraConfig.get().runtime.output_dir), console)
+    return 0
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def app(cfg: DictConfig) -> int:
+    """Hydra entry: dispatch to the job named by ``job``; user errors print one clear message."""
+    console = Console()
+    jobs = {"run": job_run, "evaluate": job_run, "validate": job_validate, "leaderboard": job_leaderboard}
+    if cfg.job not in jobs:
+        console.print(f"[red]unknown job {cfg.job!r}; choose one of {', '.join(JOBS)}[/]")
+        return 2
+    try:
+        code = jobs[cfg.job](cfg, console)
+    except (MissingCheckpointError, ManifestError, IAPBenchError) as e:
+        console.print(f"error: {e}", style="red", markup=False, highlight=False)
+        code = 2
+    if code and not HydraConfig.get().mode.name == "MULTIRUN":
+        sys.exit(code)
+    return code
+
+
+def main() -> None:
+    """Console script: turn a leading job word into ``job=<word>`` and hand over to Hydra."""
+    if len(sys.argv) > 1 and sys.argv[1] in JOBS:
+        sys.argv = [sys.argv[0], *sys.argv[2:], f"job={sys.argv[1]}"]
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    app()
+
+
+if __name__ == "__main__":
+    main()
