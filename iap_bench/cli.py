@@ -81,7 +81,7 @@ def open_store(cfg: DictConfig) -> Any:
 
 def write_leaderboard(cfg: DictConfig, store: Any, benchmark: Any, out_dir: Path, console: Console,
                       models: list[str] | None = None) -> dict[str, Path]:
-    from iap_bench.leaderboard import build_leaderboard
+    from iap_bench.leaderboard import build_leaderboard, layout_from_config
 
     df = store.scores_frame()
     if not df.empty:
@@ -93,9 +93,18 @@ def write_leaderboard(cfg: DictConfig, store: Any, benchmark: Any, out_dir: Path
     if df.empty:
         console.print("[yellow]no scores in the store for this benchmark and pack yet[/]")
         return {}
-    board = build_leaderboard(df, benchmark=benchmark.name, pack_hash=benchmark.pack_hash)
+    lb = cfg.leaderboard
+    aggregates = store.aggregates_frame()
+    if not aggregates.empty:
+        aggregates = aggregates[(aggregates["benchmark"] == benchmark.name)
+                                & (aggregates["pack_hash"] == (benchmark.pack_hash or ""))]
+    board = build_leaderboard(
+        df, benchmark=benchmark.name, pack_hash=benchmark.pack_hash, aggregates=aggregates,
+        layout=layout_from_config(OmegaConf.to_container(lb.layout, resolve=True)), label=lb.label,
+        label_name=lb.label_name, include_extra=lb.include_extra, ci=lb.ci, n_boot=int(lb.n_boot),
+        seed=int(lb.seed), decimals=int(lb.decimals), title=f"{benchmark.name} (pack {(benchmark.pack_hash or '-')[:12]})")
     board.print_rich(console)
-    paths = board.write_all(out_dir / "leaderboard")
+    paths = board.write_all(out_dir / "leaderboard", stem=lb.stem)
     console.print("tables written: " + ", ".join(str(p) for p in paths.values()))
     return paths
 
@@ -136,12 +145,13 @@ def _generator_from_cfg(cfg: DictConfig) -> tuple[Any, str]:
     if cfg.job == "evaluate":
         if not cfg.get("samples_dir"):
             raise IAPBenchError("`evaluate` needs samples_dir=/path/to/folder (files named <item_id>.mp4)")
-        params = {**({} if gen_cfg.name != "precomputed" else params),
-                  "samples_dir": str(resolve_path(cfg.samples_dir))}
-        gen = build_generator("precomputed", **params, label=cfg.get("label") or "precomputed")
-        return gen, cfg.get("label") or "precomputed"
+        params = dict(params) if gen_cfg.name == "precomputed" else {}
+        label = cfg.get("label") or params.pop("label", None) or "precomputed"
+        params.pop("label", None)
+        params["samples_dir"] = str(resolve_path(cfg.samples_dir))
+        return build_generator("precomputed", **params, label=label), str(label)
     gen = build_generator(gen_cfg.name, **params)
-    label = cfg.get("label") or gen_cfg.get("label") or gen_cfg.name
+    label = cfg.get("label") or gen_cfg.get("label") or params.get("label") or gen_cfg.name
     return gen, str(label)
 
 

@@ -7,12 +7,13 @@ re-run reuses every sample and every score, and a killed run resumes where it st
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -253,7 +254,12 @@ class Runner:
             task = progress.add_task("evaluate", total=len(hashes))
             pool = MediaPool(max_workers=self.decode_workers, prefetch=self.chunk_size)
             media_iter = pool.iter_open([by_hash[h].path for h in hashes])
-            for chunk in _chunks(list(zip(hashes, media_iter, strict=False)), self.chunk_size):
+            hash_iter = iter(hashes)
+            while True:
+                chunk = list(zip(itertools.islice(hash_iter, self.chunk_size),
+                                 itertools.islice(media_iter, self.chunk_size), strict=False))
+                if not chunk:
+                    break
                 self.summary.decoded_samples += len(chunk)
                 for m in needed.values():
                     batch = [(h, EvalSample(by_hash[h].item, media)) for h, media in chunk if m in todo[h]]
@@ -268,16 +274,13 @@ class Runner:
                         self.summary.scored += 1
                         self.summary.score_failures += v.failure is not None
                     self.store.put_scores(records)  # written per chunk: a kill loses at most one chunk
+                for _, media in chunk:
+                    media.release()  # every metric has read it: free the decoded frames
                 progress.advance(task, len(chunk))
         from iap_bench.media.sample import DECODE_COUNTS
 
         self.summary.decodes = sum(DECODE_COUNTS[str(by_hash[h].path)] - before.get(h, 0) for h in hashes)
         self.summary.timings["evaluate_s"] = time.perf_counter() - t0
-
-
-def _chunks(seq: list, n: int) -> Iterator[list]:
-    for i in range(0, len(seq), n):
-        yield seq[i:i + n]
 
 
 def _safe_score(metric: Metric, samples: list[EvalSample]) -> list[MetricValue]:

@@ -52,11 +52,19 @@ def attend_masked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: to
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid: torch.Tensor | None = None) -> torch.Tensor:
-    """Attention of every query to all valid keys; key_valid [B, Lk] (None = all valid, mask-free SDPA)."""
+    """Attention of every query to all valid keys; key_valid [B, Lk] (None = all valid, mask-free SDPA).
+
+    The key-padding mask is passed as [B, 1, 1, Lk] (broadcast, never materialised per query); samples with
+    no valid key at all give exactly 0.
+    """
     if key_valid is None or k.shape[1] == 0:
         return attend_masked(q, k, v, None)
-    allowed = key_valid[:, None, :].expand(q.shape[0], q.shape[1], k.shape[1])
-    return attend_masked(q, k, v, allowed)
+    empty = ~key_valid.any(dim=-1)  # [B]
+    safe = key_valid | empty[:, None]
+    out = _sdpa(q, k, v, safe[:, None, None, :])
+    if bool(empty.any()):
+        out = out.masked_fill(empty[:, None, None, None], 0.0)
+    return out
 
 
 def cat_valid(a: torch.Tensor | None, la: int, b: torch.Tensor | None, lb: int, batch: int, device) -> torch.Tensor | None:

@@ -206,3 +206,84 @@ def build_from_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
     model = IAPFusionModel(IAPConfig.from_dict(meta["iap_config"]))
     load_checkpoint(model, path)
     return model.to(device)
+
+
+# --------------------------------------------------------------------------- diffusers naming (video tower)
+_DIFFUSERS_TOP = {
+    "time_embedding.0.": "condition_embedder.time_embedder.linear_1.",
+    "time_embedding.2.": "condition_embedder.time_embedder.linear_2.",
+    "text_embedding.0.": "condition_embedder.text_embedder.linear_1.",
+    "text_embedding.2.": "condition_embedder.text_embedder.linear_2.",
+    "time_projection.1.": "condition_embedder.time_proj.",
+    "head.head.": "proj_out.",
+    "patch_embedding.": "patch_embedding.",
+}
+_DIFFUSERS_BLOCK = {
+    "self_attn.q.": "attn1.to_q.", "self_attn.k.": "attn1.to_k.", "self_attn.v.": "attn1.to_v.",
+    "self_attn.o.": "attn1.to_out.0.", "self_attn.norm_q.": "attn1.norm_q.", "self_attn.norm_k.": "attn1.norm_k.",
+    "cross_attn.q.": "attn2.to_q.", "cross_attn.k.": "attn2.to_k.", "cross_attn.v.": "attn2.to_v.",
+    "cross_attn.o.": "attn2.to_out.0.", "cross_attn.norm_q.": "attn2.norm_q.", "cross_attn.norm_k.": "attn2.norm_k.",
+    "norm3.": "norm2.",  # diffusers' norm2 is the cross-attention norm (Wan's norm3)
+    "ffn.0.": "ffn.net.0.proj.", "ffn.2.": "ffn.net.2.",
+}
+
+
+def _video_key_to_diffusers(key: str) -> str | None:
+    """Ovi/Wan video-tower key (no prefix) -> diffusers WanTransformer3DModel key, None if it has none."""
+    if key == "head.modulation":
+        return "scale_shift_table"
+    for src, dst in _DIFFUSERS_TOP.items():
+        if key.startswith(src):
+            return dst + key[len(src):]
+    if key.startswith("blocks."):
+        _, i, rest = key.split(".", 2)
+        if rest == "modulation.modulation":
+            return f"blocks.{i}.scale_shift_table"
+        for src, dst in _DIFFUSERS_BLOCK.items():
+            if rest.startswith(src):
+                return f"blocks.{i}.{dst}{rest[len(src):]}"
+    return None  # fusion, *_ref and identity keys have no diffusers counterpart
+
+
+def export_video_to_diffusers(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Video tower of an IAP/Ovi state dict in diffusers naming; returns (mapped, keys left out)."""
+    out, left = {}, []
+    for k, v in state.items():
+        if not k.startswith("video_model."):
+            left.append(k)
+            continue
+        dk = _video_key_to_diffusers(k[len("video_model."):])
+        if dk is None:
+            left.append(k)
+        else:
+            out[dk] = v
+    return out, sorted(left)
+
+
+def import_video_from_diffusers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Inverse of `export_video_to_diffusers` (keys under `video_model.`); unknown keys raise."""
+    inverse: dict[str, str] = {}
+    out: dict[str, torch.Tensor] = {}
+    for dk, v in state.items():
+        if dk not in inverse:
+            inverse.update(_diffusers_inverse_for(dk))
+        if dk not in inverse:
+            raise CheckpointKeyError("diffusers state dict has keys without an Ovi name", [], [dk], [])
+        out[f"video_model.{inverse[dk]}"] = v
+    return out
+
+
+def _diffusers_inverse_for(dk: str) -> dict[str, str]:
+    if dk == "scale_shift_table":
+        return {dk: "head.modulation"}
+    for src, dst in _DIFFUSERS_TOP.items():
+        if dk.startswith(dst):
+            return {dk: src + dk[len(dst):]}
+    if dk.startswith("blocks."):
+        _, i, rest = dk.split(".", 2)
+        if rest == "scale_shift_table":
+            return {dk: f"blocks.{i}.modulation.modulation"}
+        for src, dst in _DIFFUSERS_BLOCK.items():
+            if rest.startswith(dst):
+                return {dk: f"blocks.{i}.{src}{rest[len(dst):]}"}
+    return {}

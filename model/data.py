@@ -204,9 +204,9 @@ class ClipSample:
 class ClipDataset(Dataset):
     """Decodes clips from an index folder to fixed-size pixel and wave tensors."""
 
-    def __init__(self, root: str | Path, shape: ClipShape = ClipShape()):
+    def __init__(self, root: str | Path, shape: ClipShape | None = None):
         self.root = Path(root)
-        self.shape = shape
+        self.shape = shape or ClipShape()
         self.records = read_index(self.root)
 
     def __len__(self) -> int:

@@ -159,6 +159,8 @@ class IAPFusionModel(nn.Module):
         if ref_cache is not None:
             self._check_cache(ref_cache, mode, skip, b)
         elif refs is not None:
+            if refs.batch_size != b:
+                raise ValueError(f"refs batch {refs.batch_size} != latent batch {b}")
             vr, ar = self._ref_streams(refs, t, use_v, use_a)
 
         for i in range(self.cfg.num_layers):

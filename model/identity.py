@@ -171,7 +171,7 @@ def compact_rows(
     m = int(counts.max()) if valid.numel() else 0
     if m == 0:
         return None
-    order = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)[:, :m]  # valid rows first, in order
+    order = torch.argsort((~valid).to(torch.int32), dim=1, stable=True)[:, :m]  # valid rows first, in order
     tok = torch.gather(tokens, 1, order[..., None].expand(-1, -1, tokens.shape[-1]))
     ang = torch.gather(angles.expand(tokens.shape[0], -1, -1), 1, order[..., None].expand(-1, -1, angles.shape[-1]))
     new_valid = torch.arange(m, device=valid.device)[None] < counts[:, None]

@@ -63,17 +63,18 @@ def _mode(video_shape, audio_shape) -> str:
     raise ValueError("sample() needs video_shape and/or audio_shape")
 
 
-def _noise(shape, seed: int, device, dtype) -> torch.Tensor | None:
+def _noise(shape, seed: int, device) -> torch.Tensor | None:
+    """Float32 noise from a CPU generator seeded with `seed` (same numbers on every device)."""
     if shape is None:
         return None
     g = torch.Generator(device="cpu").manual_seed(int(seed))
-    return torch.randn(tuple(shape), generator=g, dtype=torch.float32).to(device=device, dtype=dtype)
+    return torch.randn(tuple(shape), generator=g, dtype=torch.float32).to(device=device)
 
 
 def _guide(pos: torch.Tensor | None, neg: torch.Tensor | None, scale: float) -> torch.Tensor | None:
     if pos is None or neg is None:
-        return pos
-    return neg + scale * (pos - neg)
+        return None if pos is None else pos.float()
+    return neg.float() + scale * (pos.float() - neg.float())
 
 
 @torch.no_grad()
@@ -98,7 +99,7 @@ def sample(
     mode = _mode(video_shape, audio_shape)
     p = next(model.parameters())
     device, dtype = p.device, p.dtype
-    x_v, x_a = _noise(video_shape, seed, device, dtype), _noise(audio_shape, seed, device, dtype)
+    x_v, x_a = _noise(video_shape, seed, device), _noise(audio_shape, seed, device)  # fp32 solver state
     sch_v = make_scheduler(cfg) if x_v is not None else None
     sch_a = make_scheduler(cfg) if x_a is not None else None
     timesteps = (sch_v or sch_a).timesteps
@@ -124,6 +125,8 @@ def sample(
             nv, na = model(x_v, x_a, t, text_neg, None if cache_neg is not None else refs, ref_cache=cache_neg,
                            skip_layers=skip_neg, **kw)
             pv, pa = _guide(pv, nv, cfg.guidance_video), _guide(pa, na, cfg.guidance_audio)
+        else:
+            pv, pa = _guide(pv, None, 1.0), _guide(pa, None, 1.0)
         if x_v is not None:
             x_v = sch_v.step(pv, ts, x_v, return_dict=False)[0]
         if x_a is not None:

@@ -8,7 +8,7 @@ import math
 import torch
 from torch import nn
 
-from model.block import IAPBlock, Stream
+from model.block import IAPBlock
 from model.config import IAPConfig
 from model.embeddings import (
     AudioConvStem,
@@ -151,12 +151,7 @@ class Tower(nn.Module):
             tok = tok + e_id.to(tok.dtype)[slot][None]
         return compact_rows(tok, self.angles(pos)[None], valid)
 
-    # ------------------------------------------------------------------ streams and head
-    def make_stream(self, tokens: torch.Tensor, angles: torch.Tensor, e0: torch.Tensor,
-                    valid: torch.Tensor | None = None) -> Stream:
-        """Wrap tokens as a `Stream` with its group modulation."""
-        return Stream(tokens, angles, e0, valid)
-
+    # ------------------------------------------------------------------ head
     def unembed(self, x: torch.Tensor, e: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
         """Head on noisy rows and unpatchify: video [B, C, T, H, W]; audio [B, T, C]."""
         y = self.head(x, e)

@@ -102,10 +102,10 @@ def synthetic_identities(n: int, size: int, views: int) -> list[ToyIdentity]:
 
 
 def pack_identities(pack: Path, n: int, views: int) -> list[ToyIdentity]:
-    """Identities from an iap-mini pack: folders holding at least one image and one wav (empty if none)."""
+    """Identities from an iap-mini pack (``<id>/faces/*.jpg|png`` + ``<id>/*.wav``); empty if none found."""
     out: list[ToyIdentity] = []
-    for d in sorted(p for p in pack.rglob("*") if p.is_dir()):
-        imgs = sorted([*d.glob("*.png"), *d.glob("*.jpg")])
+    for d in sorted(p for p in pack.iterdir() if p.is_dir()):
+        imgs = sorted(p for p in [*d.glob("*.*"), *d.glob("faces/*.*")] if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
         wavs = sorted(d.glob("*.wav"))
         if imgs and wavs:
             faces = tuple(read_image(p) for p in (imgs * views)[:views])
@@ -187,7 +187,7 @@ def make_toy_set(out: str | Path, n_clips: int = 8, shape: ClipShape | None = No
     ref_seconds = shape.ref_audio_samples / SR + 0.5
     for ident in idents:
         for v, face in enumerate(ident.faces):
-            _save_png(out / "refs" / f"{ident.name}_view{v}.png", face)
+            _save_image(out / "refs" / f"{ident.name}_view{v}.jpg", face, max_side=2 * max(shape.height, shape.width))
         write_wav(out / "refs" / f"{ident.name}_voice.wav", identity_voice(ident, ref_seconds, seed=1000))
     rng = np.random.default_rng(seed)
     records = []
@@ -209,16 +209,19 @@ def make_toy_set(out: str | Path, n_clips: int = 8, shape: ClipShape | None = No
             subjects=tuple(SubjectText(j + 1, ident.description, "faces the camera",
                                        "talking" if j == speaker else "listening") for j, ident in enumerate(chosen)),
             script=((speaker + 1, f"toy line number {c}"),), ambience="quiet room tone")
-        subs = [SubjectRecord(j + 1, ident.name, [f"refs/{ident.name}_view{v}.png" for v in range(len(ident.faces))],
+        subs = [SubjectRecord(j + 1, ident.name, [f"refs/{ident.name}_view{v}.jpg" for v in range(len(ident.faces))],
                               f"refs/{ident.name}_voice.wav") for j, ident in enumerate(chosen)]
         records.append(ClipRecord(cid, f"clips/{cid}.mp4", f"clips/{cid}.wav", subs, spec_to_dict(spec), shape.fps))
     return write_index(out, records)
 
 
-def _save_png(path: Path, img: np.ndarray) -> None:
+def _save_image(path: Path, img: np.ndarray, max_side: int = 256) -> None:
+    """JPEG (quality 92), downscaled so the longest side is at most ``max_side`` (keeps the toy set small)."""
     from PIL import Image
 
-    Image.fromarray(img).save(path, optimize=True)
+    im = Image.fromarray(img)
+    im.thumbnail((max_side, max_side))
+    im.save(path, quality=92)
 
 
 def main(argv: list[str] | None = None) -> None:

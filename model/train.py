@@ -18,7 +18,6 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,6 +46,7 @@ class DataConfig:
     root: str = "benchmark_data/toy_train"
     kind: str = "latent"  # latent | clips
     make_toy: bool = True  # write the toy set at ``root`` when it has no index.jsonl
+    cache_dir: str = ""  # where latent caches go ("" = inside ``root``); relative paths are under the repo
     codecs: str = "tiny"  # tiny | real (used to encode clips)
     codec_paths: dict[str, Any] = field(default_factory=dict)  # model.codecs.CodecPaths fields
     height: int = 128
@@ -149,9 +149,7 @@ def prepare_data(cfg: TrainConfig, model_cfg: Any, progress: bool = False) -> An
     from model.data import precompute_latents
     from model.identity import pack_multiview
 
-    root = Path(cfg.data.root)
-    if not root.is_absolute():
-        root = REPO / root if not root.exists() else root
+    root = _repo_path(cfg.data.root)
     if not (root / "index.jsonl").exists():
         if not cfg.data.make_toy:
             raise FileNotFoundError(f"no index.jsonl in {root} (set train.data.make_toy=true for the toy set)")
@@ -165,10 +163,21 @@ def prepare_data(cfg: TrainConfig, model_cfg: Any, progress: bool = False) -> An
     if cfg.data.kind != "latent":
         raise ValueError(f"train.data.kind must be latent or clips, got {cfg.data.kind!r}")
     sub = latent_subdir(cfg, model_cfg)
+    if cfg.data.cache_dir:  # keyed by the index content, so different data never share a cache
+        import hashlib
+
+        key = hashlib.sha1((root / "index.jsonl").read_bytes()).hexdigest()[:10]
+        sub = str(_repo_path(cfg.data.cache_dir) / f"{root.name}-{key}" / sub)  # absolute: root / sub == sub
     if not (root / sub / "meta.safetensors").exists():
         precompute_latents(root, build_codecs_for(cfg, model_cfg), shape, caption_fn_for(model_cfg), pack_multiview,
                            model_cfg.identity.audio_ref_len, subdir=sub, progress=progress)
     return LatentDataset(root, sub)
+
+
+def _repo_path(p: str | Path) -> Path:
+    """Absolute paths as given; relative ones from the cwd if they exist there, else under the repo."""
+    path = Path(p).expanduser()
+    return path if path.is_absolute() or path.exists() else REPO / path
 
 
 class OnTheFlyLatents(torch.utils.data.Dataset):

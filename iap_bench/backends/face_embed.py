@@ -24,6 +24,7 @@ PAD_VALUE = 128
 
 
 def _models_dir() -> str:
+    """The .dat directory of the installed face_recognition_models package ("" when absent)."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.origin:
         return ""
@@ -44,6 +45,7 @@ def dlib_resnet_weight_spec() -> WeightSpec:
 
 
 def face_area(face: Face) -> float:
+    """Bbox area in pixels (largest-face rule)."""
     x0, y0, x1, y1 = face.bbox
     return max(0.0, x1 - x0) * max(0.0, y1 - y0)
 

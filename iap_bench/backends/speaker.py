@@ -58,6 +58,7 @@ class VadConfig:
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
+    """L2-normalised float32 copy."""
     return (x / max(float(np.linalg.norm(x)), 1e-12)).astype(np.float32)
 
 

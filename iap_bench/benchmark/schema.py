@@ -129,6 +129,7 @@ class Benchmark:
     root: Path
     pack_dir: Path | None = None
     pack_hash: str | None = None
+    version: str = ""  # manifest version string (added for provenance; optional)
 
     def __len__(self) -> int:
         return len(self.items)

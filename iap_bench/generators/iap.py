@@ -47,7 +47,7 @@ class IAPGenerator:
                  height: int | None = None, width: int | None = None, fps: float | None = None,
                  max_views: int | None = None, anchor_format: str = "subject", audio_tag: str = "audio",
                  negative_video: str = NEG_VIDEO, negative_audio: str = NEG_AUDIO, device: str = "auto",
-                 dtype: str = "auto", progress: bool = False, seed_offset: int = 0):
+                 dtype: str = "auto", progress: bool = False, seed_offset: int = 0, label: str | None = None):
         self.ckpt = ckpt
         self.model_spec = model
         self.allow_random = allow_random
@@ -61,10 +61,12 @@ class IAPGenerator:
         self.device_name, self.dtype_name = device, dtype
         self.progress = progress
         self.seed_offset = seed_offset
+        self.label = label or "iap"
         self.model: Any = None
         self.codecs: Any = None
         self.ckpt_path: Path | None = None
         self.ckpt_sha256: str | None = None
+        self.train_data: dict[str, Any] = {}  # data section of the checkpoint's training config (size, fps)
 
     # ---------------------------------------------------------------- loading
     def load(self) -> None:
@@ -80,6 +82,7 @@ class IAPGenerator:
             self.ckpt_path = _resolve_ckpt(self.ckpt)
             self.ckpt_sha256 = file_sha256(self.ckpt_path)
             model = build_from_checkpoint(self.ckpt_path)
+            self.train_data = _train_data_meta(self.ckpt_path)
         else:
             from model.config import build_config
             from model.fusion_model import IAPFusionModel
@@ -107,8 +110,8 @@ class IAPGenerator:
         c = self.model.cfg
         vs, ts = self.codecs.video.stride_s, self.codecs.video.stride_t
         ph = c.video.patch_size[1] * vs
-        height = self.height or ph * 8
-        width = self.width or ph * 8
+        height = self.height or int(self.train_data.get("height") or ph * 8)
+        width = self.width or int(self.train_data.get("width") or ph * 8)
         if height % ph or width % ph:
             raise ValueError(f"iap: height/width must be multiples of {ph} px, got {height}x{width}")
         lat_per_s = self.codecs.audio.sample_rate / self.codecs.audio.samples_per_latent
@@ -185,6 +188,15 @@ class IAPGenerator:
             info["warning"] = "tiny random codecs: output is noise (smoke test only)"
         return GeneratedSample(fps=float(shape["fps"]), sample_rate=int(self.codecs.audio.sample_rate),
                                video=video, audio=np.clip(audio, -1.0, 1.0), info=info)
+
+
+def _train_data_meta(path: Path) -> dict[str, Any]:
+    """Clip size the checkpoint was trained at (``extra.train_config.data`` written by iap-train), if any."""
+    from model.checkpoint import read_checkpoint_metadata
+
+    extra = read_checkpoint_metadata(path).get("extra", {})
+    data = (extra.get("train_config") or {}).get("data") or {}
+    return {k: data[k] for k in ("height", "width", "fps") if data.get(k)}
 
 
 def _resolve_ckpt(ckpt: str | None) -> Path:

@@ -86,9 +86,17 @@ class DlibModels:
     lock: threading.Lock  # dlib's Python bindings are not documented as thread-safe; calls go through this
 
 
-@lru_cache(maxsize=1)
+_LOAD_LOCK = threading.Lock()
+
+
 def load_dlib_models() -> DlibModels:
     """Load the dlib detector + landmark model once per process (MissingCheckpointError if absent)."""
+    with _LOAD_LOCK:  # two worker threads asking first must not both load the 100 MB predictor
+        return _load_dlib_models()
+
+
+@lru_cache(maxsize=1)
+def _load_dlib_models() -> DlibModels:
     import dlib
 
     predictor_path = SHAPE_PREDICTOR_SPEC.resolve()

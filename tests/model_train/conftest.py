@@ -11,6 +11,15 @@ import torch
 from PIL import Image
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest single-threaded (and do not thrash when other jobs share the 2 cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def tiny_cfg():
     from model.config import IAPConfig

@@ -1,0 +1,237 @@
+"""The ``cascade`` generator: an offline classical baseline (TTS + landmark lip animation), no learned generator.
+
+Per item: each subject gets the installed flite/festival voice nearest to its reference voice (speaker-embedding
+cosine, distinct voices per subject); the script's turns are spoken in order with pauses; each subject's first
+reference view is framed into a panel whose mouth opens with that subject's own speech envelope; panels sit side
+by side so all faces are in frame and only the current speaker's mouth moves. The audio defines the clip length,
+padded to at least ``item.duration_s`` (speech is never cut, so WER stays meaningful). The seed drives only the
+head-motion jitter; TTS and lip motion are deterministic. It is the default embedded generator and a floor for
+every learned model.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from iap_bench.benchmark.schema import Item, Subject
+from iap_bench.errors import MediaError
+from iap_bench.generators import animate, tts
+from iap_bench.generators.base import Capabilities, GeneratedSample, register_generator
+
+
+@dataclass(frozen=True)
+class CascadeConfig:
+    """Output format and turn-taking of the cascade baseline."""
+
+    fps: float = 25.0
+    size: tuple[int, int] = (384, 384)  # [W, H] of one subject's panel; multi-subject canvas = [n*W, H]
+    sample_rate: int = 16000
+    pause_s: float = 0.35  # silence between turns
+    lead_in_s: float = 0.25  # silence before the first turn
+    tail_s: float = 0.3  # silence kept after the last turn
+    voice_match: str = "nearest"  # "nearest" (speaker-embedding cosine) or a fixed voice name, e.g. "flite:slt"
+    distinct_voices: bool = True  # multi-subject: give every subject a different voice (best total cosine)
+    line_rms: float = 0.08  # every spoken line is normalised to this RMS (engines differ in level)
+
+
+@dataclass(frozen=True)
+class PlacedLine:
+    """One spoken turn on the timeline: who, the first sample, and the waveform [N] at the output rate."""
+
+    anchor: str
+    start: int
+    wav: np.ndarray
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.wav)
+
+
+def normalise_line(wav_n: np.ndarray, target_rms: float, peak: float = 0.95) -> np.ndarray:
+    """Scale a line to ``target_rms`` without exceeding ``peak``: [N] float32."""
+    rms = float(np.sqrt(np.mean(wav_n.astype(np.float64) ** 2))) if wav_n.size else 0.0
+    if rms < 1e-6:
+        raise MediaError("silent", "TTS produced a silent line")
+    gain = min(target_rms / rms, peak / float(np.abs(wav_n).max()))
+    return (wav_n * gain).astype(np.float32)
+
+
+def place_turns(lines: list[tuple[str, np.ndarray]], sample_rate: int, lead_in_s: float,
+                pause_s: float) -> list[PlacedLine]:
+    """Lay spoken lines end to end with a pause between turns (speakers take turns, no overlap)."""
+    placed: list[PlacedLine] = []
+    cursor = int(round(lead_in_s * sample_rate))
+    for anchor, wav in lines:
+        placed.append(PlacedLine(anchor, cursor, wav))
+        cursor += len(wav) + int(round(pause_s * sample_rate))
+    return placed
+
+
+def clip_frames(placed: list[PlacedLine], sample_rate: int, fps: float, min_duration_s: float,
+                tail_s: float) -> int:
+    """Number of video frames T: covers all speech plus the tail, and at least ``min_duration_s``."""
+    speech_end_s = max((p.end for p in placed), default=0) / sample_rate
+    return int(math.ceil(max(min_duration_s, speech_end_s + tail_s) * fps - 1e-9))
+
+
+def mix_track(placed: list[PlacedLine], n_samples: int, anchor: str | None = None) -> np.ndarray:
+    """Sum of the placed lines (only ``anchor``'s when given) on a [n_samples] float32 timeline."""
+    out = np.zeros(n_samples, dtype=np.float32)
+    for p in placed:
+        if anchor is None or p.anchor == anchor:
+            seg = p.wav[: max(0, n_samples - p.start)]
+            out[p.start:p.start + len(seg)] += seg
+    return out
+
+
+def assign_voices(scores: dict[str, dict[str, float]], distinct: bool) -> dict[str, tuple[str, float]]:
+    """Voice per subject from cosine scores {anchor: {voice: cos}}: best each, or best distinct total."""
+    anchors = list(scores)
+    voices = sorted(next(iter(scores.values()))) if scores else []
+    if not distinct or len(anchors) < 2 or len(voices) < len(anchors):
+        return {a: max(((v, s) for v, s in scores[a].items()), key=lambda vs: vs[1]) for a in anchors}
+    best = max(itertools.permutations(voices, len(anchors)),
+               key=lambda perm: sum(scores[a][v] for a, v in zip(anchors, perm)))
+    return {a: (v, scores[a][v]) for a, v in zip(anchors, best)}
+
+
+@register_generator("cascade")
+class CascadeGenerator:
+    """Classical TTS (nearest installed voice) + landmark-warp lip animation of the reference photo."""
+
+    name = "cascade"
+    capabilities = Capabilities(multi_subject=True, multi_view=True, voice_reference=True)
+
+    def __init__(self, fps: float = 25.0, size: tuple[int, int] | list[int] = (384, 384), sample_rate: int = 16000,
+                 pause_s: float = 0.35, lead_in_s: float = 0.25, tail_s: float = 0.3, voice_match: str = "nearest",
+                 distinct_voices: bool = True, line_rms: float = 0.08, voices: list[str] | None = None,
+                 voice_cache_dir: str | None = str(tts.DEFAULT_CACHE_DIR), speaker_weights: str | None = None):
+        w, h = (int(v) for v in size)
+        self.cfg = CascadeConfig(float(fps), (w, h), int(sample_rate), float(pause_s), float(lead_in_s),
+                                 float(tail_s), str(voice_match), bool(distinct_voices), float(line_rms))
+        self.anim_cfg = animate.AnimateConfig()
+        self.voice_names = list(voices) if voices else None
+        self.voice_cache_dir = Path(voice_cache_dir).expanduser() if voice_cache_dir else None
+        self.speaker_weights = speaker_weights
+        self.bank: tts.VoiceBank | None = None
+        self._ref_scores: dict[str, dict[str, float]] = {}  # reference voice path -> {voice: cosine}
+
+    # ---------------------------------------------------------------- loading
+    def load(self) -> None:
+        """Catalogue the installed voices and embed each once (the voice bank); idempotent."""
+        if self.bank is not None:
+            return
+        from iap_bench.backends.speaker import SpeakerEncoder
+
+        installed = tts.installed_voices()
+        chosen = [v for v in installed if self.voice_names is None
+                  or v.name in self.voice_names or v.voice_id in self.voice_names]
+        if not chosen:
+            raise FileNotFoundError(f"cascade: none of voices={self.voice_names} is installed; "
+                                    f"installed: {[v.name for v in installed]}")
+        self.bank = tts.VoiceBank(SpeakerEncoder(self.speaker_weights), chosen, self.voice_cache_dir)
+        if self.cfg.voice_match != "nearest":
+            self.bank.voice(self.cfg.voice_match)  # fail at load time on an unknown fixed voice
+
+    def describe(self) -> dict[str, Any]:
+        """Config and identity of every component that shapes the output."""
+        self.load()
+        assert self.bank is not None
+        cfg = asdict(self.cfg)
+        cfg["size"] = list(self.cfg.size)
+        return {
+            "name": self.name,
+            "params": cfg,
+            "animate": asdict(self.anim_cfg),
+            "tts_voices": [v.name for v in self.bank.voices],
+            "tts_engines": tts.engine_versions(),
+            "speaker_encoder": {"name": "resemblyzer GE2E", "sha256": self.bank.encoder.checkpoint_sha256},
+        }
+
+    # ---------------------------------------------------------------- generation
+    def generate(self, item: Item, seed: int) -> GeneratedSample:
+        """Speak the item's script with matched voices and animate every subject's reference face."""
+        self.load()
+        if item.language != "en" or any(tts.has_cjk(t.text) for t in item.script):
+            raise MediaError("tts_language_unsupported", f"cascade: no installed TTS voice speaks {item.language}")
+        if not item.script:
+            raise MediaError("bad_input", f"cascade: item {item.id} has an empty script")
+        cfg = self.cfg
+        voices = self._match_voices(item)
+        lines = [(t.anchor, self._speak(t.text, voices[t.anchor]["voice"])) for t in item.script]
+        placed = place_turns(lines, cfg.sample_rate, cfg.lead_in_s, cfg.pause_s)
+        n_frames = clip_frames(placed, cfg.sample_rate, cfg.fps, item.duration_s, cfg.tail_s)
+        n_samples = int(round(n_frames / cfg.fps * cfg.sample_rate))
+        audio_n = mix_track(placed, n_samples)  # [N]
+        panels = [self._animate_subject(s, mix_track(placed, n_samples, s.anchor), n_frames, seed)
+                  for s in item.subjects]
+        video = np.concatenate(panels, axis=2)  # [T, H, n*W, 3]
+        info = {
+            "voices": voices,
+            "tts_engines": tts.engine_versions(),
+            "speech_s": round(max(p.end for p in placed) / cfg.sample_rate, 3),
+            "turns": [{"anchor": p.anchor, "start_s": round(p.start / cfg.sample_rate, 3),
+                       "end_s": round(p.end / cfg.sample_rate, 3)} for p in placed],
+            "reference_views_used": 1,
+            "failures": [],
+        }
+        return GeneratedSample(fps=cfg.fps, sample_rate=cfg.sample_rate, video=video, audio=audio_n, info=info)
+
+    def _speak(self, text: str, voice_name: str) -> np.ndarray:
+        """One line at the output rate, loudness-normalised: [N] float32."""
+        assert self.bank is not None
+        wav = tts.synthesize_at(text, self.bank.voice(voice_name), self.cfg.sample_rate)
+        return normalise_line(wav, self.cfg.line_rms)
+
+    def _match_voices(self, item: Item) -> dict[str, dict[str, Any]]:
+        """{anchor: {voice, cosine, scores}}: nearest installed voices (distinct per subject) or the fixed one."""
+        assert self.bank is not None
+        if self.cfg.voice_match != "nearest":
+            name = self.bank.voice(self.cfg.voice_match).name
+            return {s.anchor: {"voice": name, "cosine": None, "match": "fixed"} for s in item.subjects}
+        scores = {s.anchor: self._reference_scores(s) for s in item.subjects}
+        chosen = assign_voices(scores, self.cfg.distinct_voices)
+        return {a: {"voice": v, "cosine": round(c, 4), "match": "nearest",
+                    "scores": {k: round(x, 4) for k, x in scores[a].items()}} for a, (v, c) in chosen.items()}
+
+    def _reference_scores(self, subject: Subject) -> dict[str, float]:
+        """Cosine of the subject's reference voice to every bank voice (cached per reference file)."""
+        assert self.bank is not None
+        key = str(subject.voice)
+        if key not in self._ref_scores:
+            self._ref_scores[key] = self.bank.scores(_reference_voice(subject))
+        return self._ref_scores[key]
+
+    def _animate_subject(self, subject: Subject, track_n: np.ndarray, n_frames: int, seed: int) -> np.ndarray:
+        """Talking panel [T, H, W, 3] of one subject driven by its own speech track [N]."""
+        from iap_bench.media.faces import detect_faces
+        from iap_bench.media.refs import load_image
+
+        if not subject.faces:
+            raise MediaError("bad_input", f"cascade: subject {subject.anchor} has no bound reference face")
+        image = load_image(subject.faces[0])
+        faces = detect_faces(image)
+        if not faces:
+            raise MediaError("no_face", f"cascade: no face found in reference {subject.faces[0]}")
+        cfg = self.cfg
+        panel, lm = animate.frame_portrait(image, faces[0].bbox, faces[0].landmarks, cfg.size,
+                                           self.anim_cfg.face_frac)
+        env_t = animate.speech_envelope(track_n, cfg.sample_rate, cfg.fps, n_frames)
+        motion_t4 = animate.head_motion(n_frames, cfg.fps, np.random.default_rng([seed, subject.index]))
+        return animate.animate_panel(panel, lm, env_t, motion_t4, self.anim_cfg)
+
+
+def _reference_voice(subject: Subject) -> np.ndarray:
+    """The subject's bound reference voice at 16 kHz [N] (clear error when unbound)."""
+    from iap_bench.media.refs import load_audio
+
+    if subject.voice is None:
+        raise MediaError("bad_input", f"cascade: subject {subject.anchor} has no bound reference voice "
+                                      "(voice_match=nearest needs one; set a fixed voice name instead)")
+    return np.asarray(load_audio(subject.voice, 16000), dtype=np.float32)

@@ -1,0 +1,61 @@
+"""WER, offline backend: Whisper tiny.en (faster-whisper, int8 CPU) + Seed-TTS-eval normalisation.
+
+Hypothesis = the whole generated track; reference = ``item.speech_text()`` (all lines in script order).
+English only: the offline model cannot transcribe Mandarin, so ZH items are recorded failures.
+Not comparable with the paper's SenseVoice numbers (different ASR).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from iap_bench.errors import MediaError
+from iap_bench.metrics.base import EvalSample, Metric, MetricValue, register_metric
+from iap_bench.metrics.text_norm import wer
+
+
+@register_metric("wer/offline")
+class OfflineWER(Metric):
+    """Per-item word error rate (fraction); extras hold hypothesis, reference and the > 0.5 flag."""
+
+    name = "wer"
+    direction = "lower"
+    backend = "offline-whisper-tiny.en"
+    version = "1"
+    views = ("audio16k",)
+
+    def __init__(self, model_dir: str | None = None, beam_size: int = 5) -> None:
+        self.model_dir = model_dir
+        self.beam_size = beam_size
+        self._asr = None
+
+    def load(self) -> None:
+        if self._asr is None:
+            from iap_bench.backends.asr import WhisperASR
+
+            self._asr = WhisperASR(self.model_dir, beam_size=self.beam_size)
+
+    def checkpoint_id(self) -> str:
+        from iap_bench.backends.asr import dir_sha256, resolve_model_dir
+
+        return dir_sha256(resolve_model_dir(self.model_dir))
+
+    def score(self, samples: Sequence[EvalSample]) -> list[MetricValue]:
+        self.load()
+        return [self._score_one(s) for s in samples]
+
+    def _score_one(self, sample: EvalSample) -> MetricValue:
+        lang = sample.item.language
+        if lang != "en":
+            return MetricValue.fail(f"unsupported_language:{lang}")
+        ref = sample.item.speech_text()
+        try:
+            hyp = self._asr.transcribe(sample.media.audio(16000), "en")
+            r = wer(ref, hyp, lang)
+        except MediaError as e:
+            return MetricValue.fail(e.reason, detail=e.detail)
+        except ValueError as e:  # empty reference after normalisation
+            return MetricValue.fail("bad_reference", detail=str(e))
+        return MetricValue(r.wer, extras={"hyp": hyp, "ref": ref, "over_0.5": r.wer > 0.5,
+                                          "substitutions": r.substitutions, "deletions": r.deletions,
+                                          "insertions": r.insertions})

@@ -1,0 +1,71 @@
+"""Fixtures for media tests: small synthetic clips written with our own writer, and a real face photo."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from media_helpers import moving_square, tone
+
+FACE_CACHE = Path(os.environ.get("IAP_TEST_MEDIA", "~/.cache/iap-bench/test-media")).expanduser()
+
+
+def _candidate_faces() -> list[Path]:
+    root = Path(__file__).resolve().parents[2]
+    pack = sorted(glob.glob(str(root / "benchmark_data/iap-mini/pack/*/faces/*.jpg")))[:3]
+    return [Path(p) for p in pack] + [FACE_CACHE / "astronaut.png"]
+
+
+def _fetch_astronaut(dest: Path) -> Path | None:
+    """Take skimage's bundled astronaut.png out of the scikit-image wheel (pip download, no install)."""
+    tmp = dest.parent / "wheels"
+    tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                        "scikit-image", "-d", str(tmp)], check=True, capture_output=True, timeout=180)
+    except (subprocess.SubprocessError, OSError):
+        return None
+    for wheel in tmp.glob("scikit_image-*.whl"):
+        with zipfile.ZipFile(wheel) as z:
+            names = [n for n in z.namelist() if n.endswith("data/astronaut.png")]
+            if names:
+                with z.open(names[0]) as src, open(dest, "wb") as out:
+                    shutil.copyfileobj(src, out)
+                return dest
+    return None
+
+
+@pytest.fixture(scope="session")
+def face_photo() -> Path:
+    """A real photo with one frontal face: the iap-mini pack if present, else skimage's astronaut."""
+    from iap_bench.errors import MediaError
+    from iap_bench.media.faces import detect_faces
+    from iap_bench.media.refs import load_image
+
+    candidates = _candidate_faces()
+    if not candidates[-1].is_file():
+        FACE_CACHE.mkdir(parents=True, exist_ok=True)
+        _fetch_astronaut(candidates[-1])
+    for p in candidates:
+        try:
+            if p.is_file() and len(detect_faces(load_image(p))) == 1:
+                return p
+        except MediaError:  # e.g. a pack image still being written by another process
+            continue
+    pytest.skip("no real one-face photo: iap-mini pack absent and `pip download scikit-image` failed (offline?)")
+
+
+@pytest.fixture()
+def av_clip(tmp_path: Path) -> Path:
+    """2 s, 25 fps, 96x64 moving square + 440 Hz tone at 16 kHz, written by write_mp4."""
+    from iap_bench.media.writer import write_mp4
+
+    path = tmp_path / "clip.mp4"
+    write_mp4(path, moving_square(), 25, tone(2.0, 16000), 16000)
+    return path
