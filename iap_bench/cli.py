@@ -206,7 +206,7 @@ def job_leaderboard(cfg: DictConfig, console: Console) -> int:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def app(cfg: DictConfig) -> int:
     """Hydra entry: dispatch to the job named by ``job``; user errors print one clear message."""
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)
     jobs = {"run": job_run, "evaluate": job_run, "validate": job_validate, "leaderboard": job_leaderboard}
     if cfg.job not in jobs:
         console.print(f"[red]unknown job {cfg.job!r}; choose one of {', '.join(JOBS)}[/]")

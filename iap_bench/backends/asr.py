@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,7 @@ class WhisperASR:
         self.model_dir = resolve_model_dir(model_dir)
         self.checkpoint_sha256 = dir_sha256(self.model_dir)
         self.beam_size = beam_size
+        logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # no per-clip INFO lines in run logs
         self._model = WhisperModel(str(self.model_dir), device="cpu", compute_type="int8",
                                    cpu_threads=cpu_threads)
 
