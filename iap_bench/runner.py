@@ -144,7 +144,8 @@ class Runner:
                 except (MediaError, IAPBenchError, ValueError, RuntimeError, OSError) as e:
                     if isinstance(e, IAPBenchError) and type(e).__name__ == "MissingCheckpointError":
                         raise
-                    reason = f"{GENERATION_FAILED}: {getattr(e, 'reason', type(e).__name__)}: {e}"[:500]
+                    detail = str(e) if isinstance(e, MediaError) else f"{type(e).__name__}: {e}"
+                    reason = f"{GENERATION_FAILED}: {detail}"[:500]
                     log.warning("item %s: %s", item.id, reason)
                     refs.append(self._record_generation_failure(item, label, generator, key, reason))
                     self.summary.gen_failed += 1

@@ -158,6 +158,8 @@ def load_video_vae(path: str | Path | None, dtype: torch.dtype = torch.float32) 
             f"{p}: single-file Wan2.2 VAE checkpoints use Wan's own key names, which diffusers' single-file "
             "loader only maps for the Wan2.1 VAE; convert it once with diffusers' "
             "scripts/convert_wan_to_diffusers.py (model type Wan2.2-TI2V-5B) and point at the output `vae` folder")
+    if p is not None and (p / "vae" / "config.json").exists():  # a whole Diffusers pipeline folder
+        p = p / "vae"
     cfg_file = resolve_file(VIDEO_VAE_SPEC, p)
     vae = AutoencoderKLWan.from_pretrained(str(cfg_file.parent), local_files_only=True, torch_dtype=dtype)
     return VideoCodec(vae.eval())
@@ -779,12 +781,14 @@ def load_text_codec(encoder_path: str | Path | None, tokenizer_path: str | Path 
         enc = UMT5EncoderModel.from_pretrained(str(p), local_files_only=True, torch_dtype=dtype)
     else:
         pth = resolve_file(TEXT_ENCODER_SPEC, p)
-        enc = UMT5EncoderModel(config or umt5_xxl_config())
-        sd = wan_t5_to_hf(torch.load(pth, map_location="cpu", weights_only=True))
-        enc.load_state_dict(sd, strict=False)
-        missing = {k for k in enc.state_dict() if k not in sd}
+        sd = wan_t5_to_hf(torch.load(pth, map_location="cpu", weights_only=True, mmap=True))
+        with torch.device("meta"):  # no fp32 copy of the 5.7B encoder: the file's tensors are assigned
+            enc = UMT5EncoderModel(config or umt5_xxl_config())
+        missing = sorted(set(enc.state_dict()) - set(sd))
         if missing:
-            raise KeyError(f"{pth}: umT5 keys not found in the file: {sorted(missing)[:5]}")
+            raise KeyError(f"{pth}: umT5 keys not found in the file: {missing[:5]}")
+        enc.load_state_dict(sd, strict=False, assign=True)
+        enc.tie_weights()
         enc = enc.to(dtype)
     tok_dir = Path(tokenizer_path).expanduser() if tokenizer_path else None
     if tok_dir is None or not tok_dir.is_dir():

@@ -287,6 +287,9 @@ class Trainer:
 
         if cfg.stage not in STAGE_MODES:
             raise ValueError(f"train.stage must be one of {sorted(STAGE_MODES)}, got {cfg.stage!r}")
+        if cfg.stage not in tuple(model_cfg.stages):
+            raise ValueError(f"stage {cfg.stage} is not in this model's schedule stages={list(model_cfg.stages)} "
+                             "(set by the ablation, e.g. one_stage trains stage 2 only)")
         self.cfg, self.model_cfg = cfg, model_cfg
         self.run_dir = Path(run_dir)
         self.device = pick_device(cfg.device)

@@ -65,21 +65,34 @@ def speech_envelope(audio_n: np.ndarray, sample_rate: int, fps: float, n_frames:
 
 
 # ---- portrait framing ---------------------------------------------------------------------------------
-def portrait_transform(bbox: tuple[float, float, float, float], size_wh: tuple[int, int],
-                       face_frac: float) -> np.ndarray:
-    """2x3 similarity mapping the source photo into a panel with the face centred at face_frac scale."""
+def portrait_transform(bbox: tuple[float, float, float, float], size_wh: tuple[int, int], face_frac: float,
+                       image_wh: tuple[int, int] | None = None) -> np.ndarray:
+    """2x3 similarity mapping the source photo into a panel with the face centred at ``face_frac`` scale.
+
+    With ``image_wh``, a tight photo is zoomed in (and the window shifted) so the panel never leaves the
+    photo: no smeared border pixels.
+    """
     x0, y0, x1, y1 = bbox
     w, h = size_wh
     side = max(x1 - x0, y1 - y0)
     s = face_frac * min(w, h) / max(side, 1.0)
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    return np.array([[s, 0, w / 2 - s * cx], [0, s, h * 0.48 - s * cy]], dtype=np.float64)
+    left, top = (x0 + x1) / 2 - (w / 2) / s, (y0 + y1) / 2 - (h * 0.48) / s  # window corner in the photo
+    if image_wh is not None:
+        iw, ih = image_wh
+        s_cover = max(w / iw, h / ih)
+        if s < s_cover:  # zoom about the face centre until the window fits inside the photo
+            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+            left, top = cx - (cx - left) * s / s_cover, cy - (cy - top) * s / s_cover
+            s = s_cover
+        left = min(max(left, 0.0), iw - w / s)
+        top = min(max(top, 0.0), ih - h / s)
+    return np.array([[s, 0, -s * left], [0, s, -s * top]], dtype=np.float64)
 
 
 def frame_portrait(image_hw3: np.ndarray, bbox: tuple[float, float, float, float], landmarks_68x2: np.ndarray,
                    size_wh: tuple[int, int], face_frac: float) -> tuple[np.ndarray, np.ndarray]:
     """Crop/scale the photo into a [H, W, 3] panel around the face; returns (panel, landmarks [68, 2])."""
-    m = portrait_transform(bbox, size_wh, face_frac)
+    m = portrait_transform(bbox, size_wh, face_frac, (image_hw3.shape[1], image_hw3.shape[0]))
     panel = cv2.warpAffine(np.ascontiguousarray(image_hw3), m, size_wh, flags=cv2.INTER_AREA,
                            borderMode=cv2.BORDER_REPLICATE)
     lm = landmarks_68x2.astype(np.float64) @ m[:, :2].T + m[:, 2]
@@ -208,5 +221,5 @@ def animate_panel(panel_hw3: np.ndarray, landmarks_68x2: np.ndarray, env_t: np.n
     video = np.empty((len(env_t), h, w, 3), dtype=np.uint8)
     for t, q in enumerate(q_t):
         m = motion_matrix(motion_t4[t], (cx, cy), (w, h), cfg)
-        video[t] = cv2.warpAffine(mouths[q], m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        video[t] = cv2.warpAffine(mouths[q], m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
     return video

@@ -42,15 +42,22 @@ class OfflineWER(Metric):
 
     def score(self, samples: Sequence[EvalSample]) -> list[MetricValue]:
         self.load()
-        return [self._score_one(s) for s in samples]
+        cache: dict[str, str] = {}  # same clip scored for several items: transcribe it once
+        return [self._score_one(s, cache) for s in samples]
 
-    def _score_one(self, sample: EvalSample) -> MetricValue:
+    def _transcript(self, sample: EvalSample, cache: dict[str, str]) -> str:
+        key = sample.media.content_hash
+        if key not in cache:
+            cache[key] = self._asr.transcribe(sample.media.audio(16000), "en")
+        return cache[key]
+
+    def _score_one(self, sample: EvalSample, cache: dict[str, str]) -> MetricValue:
         lang = sample.item.language
         if lang != "en":
             return MetricValue.fail(f"unsupported_language:{lang}")
         ref = sample.item.speech_text()
         try:
-            hyp = self._asr.transcribe(sample.media.audio(16000), "en")
+            hyp = self._transcript(sample, cache)
             r = wer(ref, hyp, lang)
         except MediaError as e:
             return MetricValue.fail(e.reason, detail=e.detail)

@@ -74,8 +74,13 @@ def test_evaluate_folder_with_bad_files_records_failures(first_run, tmp_path: Pa
     (folder / samples[1].name).write_bytes(b"this is not an mp4")  # corrupt; other items are missing
     proc = iap_bench(cwd, "evaluate", f"samples_dir={folder}", "label=rival", "hydra.run.dir=ev")
     s = json.loads((cwd / "ev" / "summary.json").read_text())
-    assert s["score_failures"] > 0 and s["scored"] > 0
-    assert "rival" in proc.stdout
+    n_items = s["generated"] + s["reused"] + s["generation_failures"]
+    assert s["generated"] == 1 and s["generation_failures"] == n_items - 1  # corrupt + missing are recorded
+    # the intact file has the same content as a cascade sample: its scores are reused, not recomputed
+    assert s["scored"] == 0 and s["decodes"] == 0 and s["skipped_scores"] >= 3
+    assert s["score_failures"] >= 3 * (n_items - 1) - 3  # every metric records the failures with a reason
+    assert "rival" in proc.stdout and "excl." in proc.stdout
+    assert "decode_error" in proc.stdout + proc.stderr and "missing_sample" in proc.stdout + proc.stderr
 
 
 def test_validate_iap100_lists_unbound_slots(tmp_path: Path) -> None:

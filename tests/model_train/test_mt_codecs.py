@@ -128,3 +128,38 @@ def test_missing_vocoder_and_bundle_error(tmp_path, monkeypatch):
     with pytest.raises(MissingCheckpointError) as e:
         C.build_codecs("real", 48, 20, 4096, 512, C.CodecPaths(video_vae=str(tmp_path / "v")))
     assert "config.json" in str(e.value) and "models_t5_umt5-xxl-enc-bf16.pth" in str(e.value)
+
+
+def test_video_vae_loads_a_local_diffusers_folder(tmp_path):
+    tiny = C.tiny_video_codec(4, seed=2)
+    tiny.vae.save_pretrained(tmp_path / "pipe" / "vae")
+    for path in (tmp_path / "pipe", tmp_path / "pipe" / "vae"):
+        codec = C.load_video_vae(path)
+        px = torch.rand(1, 3, 5, 32, 32) * 2 - 1
+        assert torch.allclose(codec.encode(px), tiny.encode(px), atol=1e-5)
+    assert C.wan22_vae_kwargs()["z_dim"] == 48 and len(C.WAN22_LATENTS_STD) == 48
+    with pytest.raises(ValueError, match="convert_wan_to_diffusers"):
+        (tmp_path / "Wan2.2_VAE.pth").write_bytes(b"x")
+        C.load_video_vae(tmp_path / "Wan2.2_VAE.pth")
+
+
+def test_text_codec_loads_wan_pth_and_tokenizer_folder(tmp_path):
+    """Wan-layout umT5 .pth + a local T5 tokenizer folder (tiny sentencepiece model trained here)."""
+    import sentencepiece as spm
+    from transformers import T5Tokenizer, UMT5EncoderModel
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"the quick brown fox {i} jumps over the lazy dog" for i in range(200)))
+    spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(tmp_path / "sp"), vocab_size=48, pad_id=0,
+                                   eos_id=1, unk_id=2, bos_id=-1, minloglevel=2)
+    T5Tokenizer(vocab_file=str(tmp_path / "sp.model"), extra_ids=0).save_pretrained(tmp_path / "tok")
+    torch.manual_seed(0)
+    ref = UMT5EncoderModel(C.tiny_umt5_config(32)).eval()
+    torch.save(C.hf_t5_to_wan(ref.state_dict()), tmp_path / "models_t5_umt5-xxl-enc-bf16.pth")
+    codec = C.load_text_codec(tmp_path, tmp_path / "tok", 12, dtype=torch.float32, config=C.tiny_umt5_config(32))
+    emb = codec.encode(["the lazy fox", "dog"])
+    ids, mask = codec.tokenizer(["the lazy fox"], 12)
+    assert emb.shape == (2, 12, 32) and ids[0, int(mask.sum()) - 1] == 1  # EOS closes the real tokens
+    want = ref(input_ids=ids, attention_mask=mask).last_hidden_state[0] * mask[0, :, None]
+    assert torch.allclose(emb[0], want, atol=1e-5)
+    assert emb[1, int(codec.tokenizer(["dog"], 12)[1].sum()):].abs().sum() == 0

@@ -90,7 +90,8 @@ def test_stage2_merges_the_two_stage1_towers(tiny_cfg, latent_data, tmp_path):
 def test_hydra_entry_trains_toy(tmp_path):
     root = tmp_path / "toy"
     cmd = [sys.executable, "-m", "model.train", "train=toy", "model=tiny", "train.steps=4", "train.batch_size=2",
-           f"train.data.root={root}", "train.progress=false", f"hydra.run.dir={tmp_path / 'run'}"]
+           f"train.data.root={root}", f"train.data.cache_dir={tmp_path / 'cache'}", "train.progress=false",
+           f"hydra.run.dir={tmp_path / 'run'}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -98,3 +99,22 @@ def test_hydra_entry_trains_toy(tmp_path):
     summary = json.loads((tmp_path / "run/summary.json").read_text())
     assert summary["steps"] == 4 and (root / "index.jsonl").exists()
     assert (tmp_path / "run/config.yaml").exists()
+
+
+def test_clip_and_latent_paths_agree_and_stage3_packs_views(tiny_cfg, tmp_path):
+    from model.data import ClipShape
+    from model.toy_data import make_toy_set
+    from model.train import prepare_data
+
+    make_toy_set(tmp_path / "toy", n_clips=3, shape=ClipShape(), pack=tmp_path / "no-pack")
+    data = DataConfig(root=str(tmp_path / "toy"), cache_dir=str(tmp_path / "cache"))
+    lat = prepare_data(_cfg(data=data), tiny_cfg)
+    clips = prepare_data(_cfg(data=DataConfig(**{**vars(data), "kind": "clips"})), tiny_cfg)
+    assert len(lat) == len(clips) == 3
+    a, b = lat[1], clips[1]
+    assert set(a) == set(b) and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a if k != "id")
+    assert torch.equal(lat.empty_text, clips.empty_text)
+    mv = DataConfig(**{**vars(data), "max_views": 2})
+    tr = Trainer(tiny_cfg, _cfg(stage="3", steps=2, data=mv), tmp_path / "s3")
+    assert not torch.allclose(tr.data[1]["ref_video"], a["ref_video"])  # two views packed per canvas
+    assert np.isfinite([h["loss"] for h in tr.fit()]).all()
