@@ -58,16 +58,25 @@ def select_items(cfg: DictConfig, benchmark: Any) -> list:
 
 
 def build_metrics(cfg: DictConfig) -> list:
-    from iap_bench.metrics.base import build_metric
+    import iap_bench.metrics  # noqa: F401  (registers the built-in metrics)
+    from iap_bench.metrics.base import METRICS, build_metric
 
+    entries = [OmegaConf.to_container(e, resolve=True) if isinstance(e, DictConfig) else e
+               for e in cfg.metrics.metrics]
+    names = [e if isinstance(e, str) else e["name"] for e in entries]
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise IAPBenchError(
+            f"metric backend(s) not implemented in this version: {', '.join(unknown)}\n"
+            f"  available: {', '.join(sorted(METRICS))}\n"
+            "  choose a suite with those only (e.g. metrics=offline) or a custom list:\n"
+            "  'metrics.metrics=[wer/offline,vid_sim/offline]'")
     metrics = []
-    for entry in cfg.metrics.metrics:
-        entry = OmegaConf.to_container(entry, resolve=True) if isinstance(entry, DictConfig) else entry
+    for entry in entries:
         if isinstance(entry, str):
             metrics.append(build_metric(entry))
         else:
-            name = entry.pop("name")
-            metrics.append(build_metric(name, **entry.get("params", {})))
+            metrics.append(build_metric(entry["name"], **entry.get("params", {})))
     return metrics
 
 

@@ -14,7 +14,7 @@ class ManifestError(IAPBenchError):
 
     def __init__(self, problems: list[str]):
         self.problems = list(problems)
-        super().__init__("manifest has %d problem(s):\n  - " % len(problems) + "\n  - ".join(problems))
+        super().__init__(f"manifest has {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
 
 
 class MediaError(IAPBenchError):

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from iap_bench.benchmark.schema import Benchmark, Item
 from iap_bench.errors import IAPBenchError, MediaError
 from iap_bench.generators.base import GeneratedSample, Generator
-from iap_bench.metrics.base import EvalSample, Metric, MetricValue
+from iap_bench.metrics.base import EvalSample, Metric, MetricValue, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +54,6 @@ class RunSummary:
     decoded_samples: int = 0
     decodes: int = 0  # container decode passes during evaluation (DECODE_COUNTS), for decode-once checks
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def generation_key(generator: Generator, item: Item, seed: int, pack_hash: str | None) -> str:
@@ -125,7 +117,7 @@ class Runner:
                     sample = generator.generate(item, self.seed)
                     gen_s = time.perf_counter() - tg
                     path = self._write(sample, out_dir / f"{item.id}.mp4")
-                    sample_hash = sha256_file(path)
+                    sample_hash = file_sha256(path)
                     sidecar = {
                         "item_id": item.id, "split": item.split, "model": label, "generator": generator.name,
                         "config": generator.describe(), "seed": self.seed, "generation_key": key,

@@ -781,7 +781,11 @@ def load_text_codec(encoder_path: str | Path | None, tokenizer_path: str | Path 
         enc = UMT5EncoderModel.from_pretrained(str(p), local_files_only=True, torch_dtype=dtype)
     else:
         pth = resolve_file(TEXT_ENCODER_SPEC, p)
-        sd = wan_t5_to_hf(torch.load(pth, map_location="cpu", weights_only=True, mmap=True))
+        try:
+            raw = torch.load(pth, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # legacy (non-zip) files cannot be memory-mapped
+            raw = torch.load(pth, map_location="cpu", weights_only=True)
+        sd = wan_t5_to_hf(raw)
         with torch.device("meta"):  # no fp32 copy of the 5.7B encoder: the file's tensors are assigned
             enc = UMT5EncoderModel(config or umt5_xxl_config())
         missing = sorted(set(enc.state_dict()) - set(sd))

@@ -3,6 +3,10 @@
     python -m model.train train=toy model=tiny                 # tiny model on the toy set, CPU, ~1 min
     python -m model.train train=stage1_audio model=ovi ...     # stage 1-A (audio tower), etc.
     torchrun --nproc_per_node 8 -m model.train train=stage2 model=ovi train.distributed.strategy=fsdp
+    (``accelerate launch -m model.train ...`` works the same way: it sets the same WORLD_SIZE/RANK variables)
+
+Activation checkpointing is the model's ``gradient_checkpointing`` flag (``model.gradient_checkpointing=true``;
+on in conf/model/ovi.yaml). Mixed precision: ``train.precision`` (auto = bf16 autocast on CUDA, fp32 on CPU).
 
 Each run directory holds ``config.yaml``, ``metrics.jsonl`` / ``metrics.csv`` (per-modality losses) and
 ``checkpoints/step_XXXXXXX/`` (``model.safetensors`` via model.checkpoint + ``trainer_state.pt``: optimizer,

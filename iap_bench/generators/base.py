@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -10,6 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from iap_bench.benchmark.schema import Item
+from iap_bench.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -54,25 +54,10 @@ class Generator(Protocol):
         """Config and checkpoint identity written to every sample's sidecar."""
 
 
-GENERATORS: dict[str, Callable[..., Generator]] = {}
-
-
-def register_generator(name: str) -> Callable[[type], type]:
-    """Class decorator: make an adapter constructible by its config name."""
-
-    def deco(cls: type) -> type:
-        if name in GENERATORS:
-            raise ValueError(f"generator {name!r} registered twice")
-        GENERATORS[name] = cls
-        return cls
-
-    return deco
+GENERATORS: Registry[Generator] = Registry("generator", "iap_bench.generators")
+register_generator = GENERATORS.register
 
 
 def build_generator(name: str, **params: Any) -> Generator:
-    """Instantiate a registered adapter by name with its config params."""
-    import iap_bench.generators  # noqa: F401  (registers the built-in adapters)
-
-    if name not in GENERATORS:
-        raise KeyError(f"unknown generator {name!r}; registered: {sorted(GENERATORS)}")
-    return GENERATORS[name](**params)
+    """Instantiate a registered adapter by its config name with its config params."""
+    return GENERATORS.build(name, **params)

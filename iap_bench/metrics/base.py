@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from iap_bench.benchmark.schema import Item
 from iap_bench.errors import MissingCheckpointError
+from iap_bench.registry import Registry
 
 if TYPE_CHECKING:
     from iap_bench.media.sample import SampleMedia
@@ -129,24 +130,10 @@ class Metric:
                 "version": self.version}
 
 
-METRICS: dict[str, Callable[..., Metric]] = {}
-
-
-def register_metric(name: str) -> Callable[[type], type]:
-    """Class decorator: make a metric constructible by its config name (``<metric>/<backend>``)."""
-
-    def deco(cls: type) -> type:
-        if name in METRICS:
-            raise ValueError(f"metric {name!r} registered twice")
-        METRICS[name] = cls
-        return cls
-
-    return deco
+METRICS: Registry[Metric] = Registry("metric", "iap_bench.metrics")
+register_metric = METRICS.register  # config names are ``<metric>/<backend>``, e.g. ``wer/offline``
 
 
 def build_metric(name: str, **params: Any) -> Metric:
-    import iap_bench.metrics  # noqa: F401  (registers built-in metrics)
-
-    if name not in METRICS:
-        raise KeyError(f"unknown metric {name!r}; registered: {sorted(METRICS)}")
-    return METRICS[name](**params)
+    """Instantiate a registered metric backend by its config name."""
+    return METRICS.build(name, **params)
