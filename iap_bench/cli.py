@@ -160,7 +160,7 @@ def _generator_from_cfg(cfg: DictConfig) -> tuple[Any, str]:
         params["samples_dir"] = str(resolve_path(cfg.samples_dir))
         return build_generator("precomputed", **params, label=label), str(label)
     gen = build_generator(gen_cfg.name, **params)
-    label = cfg.get("label") or gen_cfg.get("label") or params.get("label") or gen_cfg.name
+    label = cfg.get("label") or gen_cfg.get("label") or getattr(gen, "label", None) or gen_cfg.name
     return gen, str(label)
 
 
@@ -198,7 +198,7 @@ def job_run(cfg: DictConfig, console: Console) -> int:
                "decodes": s.decodes,
                "timings": {k: round(v, 2) for k, v in s.timings.items()}, "store": str(store.path)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    console.print(f"samples: {run_dir / 'samples' / label}   store: {store.path}   "
+    console.print(f"samples: {run_dir / 'samples'}   store: {store.path}   "
                   f"generated {s.generated}, reused {s.reused}, failed {s.gen_failed}; "
                   f"scores new {s.scored} (failures {s.score_failures}), already stored {s.skipped_scores}; "
                   f"{s.timings['total_s']:.1f} s")

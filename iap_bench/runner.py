@@ -11,6 +11,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Sequence
@@ -93,7 +94,7 @@ class Runner:
         """Generate every item (reusing content-keyed samples already on disk); failures are recorded."""
         from iap_bench.store import SampleRecord
 
-        out_dir = self.run_dir / "samples" / label
+        out_dir = self.run_dir / "samples" / re.sub(r"[^A-Za-z0-9._-]+", "_", label)
         out_dir.mkdir(parents=True, exist_ok=True)
         refs: list[SampleRef] = []
         loaded = False

@@ -61,7 +61,10 @@ class IAPGenerator:
         self.device_name, self.dtype_name = device, dtype
         self.progress = progress
         self.seed_offset = seed_offset
-        self.label = label or "iap"
+        # leaderboard row: distinct per checkpoint so a sweep over checkpoints never pools their samples
+        ck = Path(ckpt) if ckpt else None
+        ck_name = (ck.parent.name if ck.suffix == ".safetensors" else ck.name) if ck else "random"
+        self.label = label or f"iap:{ck_name}"
         self.model: Any = None
         self.codecs: Any = None
         self.ckpt_path: Path | None = None
@@ -96,11 +99,19 @@ class IAPGenerator:
                                    CodecPaths(**self.codec_paths), dtype=self.dtype).to(self.device)  # type: ignore[arg-type]
 
     def describe(self) -> dict[str, Any]:
-        """Checkpoint identity, model config, sampler and codec settings (written to every sidecar)."""
-        cfg = self.model.cfg.to_dict() if self.model is not None else None
+        """Checkpoint identity, sampler and codec settings (written to every sidecar).
+
+        Stable before and after load() — it keys generations in the store — so it hashes the checkpoint
+        file instead of reading the model (the file's metadata carries its config).
+        """
+        if self.ckpt_path is None and (self.ckpt or not self.allow_random):
+            self.ckpt_path = _resolve_ckpt(self.ckpt)
+            self.ckpt_sha256 = file_sha256(self.ckpt_path)
+        random_spec = None if self.ckpt_path else (self.model_spec or "tiny")
         return {"generator": self.name, "checkpoint": str(self.ckpt_path) if self.ckpt_path else None,
-                "checkpoint_sha256": self.ckpt_sha256 or ("random-init" if self.allow_random else None),
-                "model_config": cfg, "sampler": dict(self.sampler_kw), "codecs": self.codecs_kind,
+                "checkpoint_sha256": self.ckpt_sha256 or "random-init", "random_model": random_spec,
+                "sampler": dict(self.sampler_kw), "codecs": self.codecs_kind,
+                "codec_paths": {k: str(v) for k, v in self.codec_paths.items() if v},
                 "height": self.height, "width": self.width, "fps": self.fps,
                 "caption": {"anchor_format": self.anchor_format, "audio_tag": self.audio_tag}}
 
@@ -183,7 +194,8 @@ class IAPGenerator:
         audio = self.codecs.audio.decode(a_lat.float())[0].cpu().numpy().astype(np.float32)
         info = {"caption": caption, "seed": seed + self.seed_offset, "checkpoint_sha256": self.ckpt_sha256,
                 "codecs": self.codecs_kind, "latent_video": list(shape["video"]), "latent_audio": list(shape["audio"]),
-                "identities": int(refs.id_mask.sum()), "sampler": dict(self.sampler_kw)}
+                "identities": int(refs.id_mask.sum()), "sampler": dict(self.sampler_kw),
+                "model_config": self.model.cfg.to_dict()}
         if self.codecs_kind == "tiny":
             info["warning"] = "tiny random codecs: output is noise (smoke test only)"
         return GeneratedSample(fps=float(shape["fps"]), sample_rate=int(self.codecs.audio.sample_rate),

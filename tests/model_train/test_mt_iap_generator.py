@@ -51,8 +51,16 @@ def test_generates_sample_with_right_shapes(tiny_ckpt, ref_media, n_subjects, vi
     assert s.sample_rate == 16000 and s.fps == pytest.approx(9 / 0.512)  # video spans the audio
     assert s.info["identities"] == n_subjects and s.info["checkpoint_sha256"] == file_sha256(tiny_ckpt)
     assert "[Subject 1]" in s.info["caption"] and "<S>line 1<E>" in s.info["caption"]
+    assert s.info["model_config"]["name"] == "tiny"
     d = gen.describe()
-    assert d["checkpoint_sha256"] == file_sha256(tiny_ckpt) and d["model_config"]["name"] == "tiny"
+    assert d["checkpoint_sha256"] == file_sha256(tiny_ckpt)
+    # describe() keys generations in the store: it must not change when the model is loaded
+    fresh = build_generator("iap", ckpt=str(tiny_ckpt), codecs="tiny", steps=2, height=128, width=128,
+                            max_views=views)
+    assert fresh.describe() == d
+    other = build_generator("iap", ckpt=str(tiny_ckpt), codecs="tiny", steps=3, height=128, width=128,
+                            max_views=views)
+    assert other.describe() != d and fresh.label == gen.label and gen.label.startswith("iap:")
     again = gen.generate(item, seed=3)
     assert np.array_equal(again.video, s.video) and np.array_equal(again.audio, s.audio)
 
