@@ -49,7 +49,7 @@ def main() -> None:
                       f"{s['timings'].get('evaluate_s', 0):.1f}", str(n), str(s["generated"]), str(s["reused"]),
                       str(s["scored"]), str(s["skipped_scores"]),
                       f"{s.get('decodes', 0) / decoded:.2f}" if decoded else "0 (none decoded)")
-    console = Console()
+    console = Console(width=140)
     console.print(table)
     console.print(f"re-run / first run wall time: {rows[1][1] / rows[0][1]:.1%}")
 

@@ -1,4 +1,4 @@
-"""IAP generator ("Identity as Presence" on Ovi's dual tower); see /work/shared/docs/ARCHITECTURE.md.
+"""IAP generator ("Identity as Presence" on Ovi's dual tower); see shared/docs/ARCHITECTURE.md and model/README.md.
 
 Public entry points: model.config.IAPConfig / build_config, model.fusion_model.IAPFusionModel,
 model.identity.IdentityRefs / pack_multiview, model.sampling.sample, model.stages.apply_stage,
