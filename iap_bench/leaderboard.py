@@ -289,13 +289,13 @@ class Leaderboard:
             Path(path).write_text(text, encoding="utf-8")
         return text
 
-    def rich_table(self) -> Table:
+    def rich_table(self, caption: bool = True) -> Table:
         """Terminal table: group titles above headers, excluded counts dimmed, provenance as caption."""
         from rich.table import Table
         from rich.text import Text
 
-        table = Table(title=Text(self.title) if self.title else None, caption=Text("\n".join(self.footnotes())),
-                      caption_justify="left")
+        table = Table(title=Text(self.title) if self.title else None,
+                      caption=Text("\n".join(self.footnotes())) if caption else None, caption_justify="left")
         table.add_column(Text(f"\n{self.label_name}"), style="bold")
         seen: set[str] = set()
         for c in self.columns:
@@ -316,8 +316,12 @@ class Leaderboard:
     def print_rich(self, console: Console | None = None) -> None:
         """Print the table to a rich console (stdout by default)."""
         from rich.console import Console
+        from rich.text import Text
 
-        (console or Console()).print(self.rich_table())
+        console = console or Console()
+        console.print(self.rich_table(caption=False))  # footnotes below, unwrapped by the table's width
+        for line in self.footnotes():
+            console.print(Text(line, style="dim"))
 
     def write_all(self, out_dir: str | Path, stem: str = "leaderboard") -> dict[str, Path]:
         """CSV (display + long), Markdown and LaTeX files under ``out_dir``; returns their paths by kind."""
