@@ -23,9 +23,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from iap_bench.benchmark.schema import Benchmark, Item
-from iap_bench.errors import IAPBenchError, MediaError
+from iap_bench.errors import IAPBenchError, MediaError, MissingCheckpointError
 from iap_bench.generators.base import GeneratedSample, Generator
-from iap_bench.metrics.base import EvalSample, Metric, MetricValue, file_sha256
+from iap_bench.hashing import file_sha256
+from iap_bench.metrics.base import EvalSample, Metric, MetricValue
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +58,10 @@ class RunSummary:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def generation_key(generator: Generator, item: Item, seed: int, pack_hash: str | None) -> str:
+def generation_key(description: dict[str, Any], item: Item, seed: int, pack_hash: str | None) -> str:
     """Content key of a generation request: same generator config + item + seed + pack -> same sample."""
     payload = json.dumps(
-        {"gen": generator.describe(), "item": item.id, "prompt": item.text_prompt(), "seed": seed,
+        {"gen": description, "item": item.id, "prompt": item.text_prompt(), "seed": seed,
          "pack": pack_hash},
         sort_keys=True, default=str,
     )
@@ -98,11 +99,12 @@ class Runner:
         out_dir.mkdir(parents=True, exist_ok=True)
         refs: list[SampleRef] = []
         loaded = False
+        description = generator.describe()  # stable across load(): one identity for the whole run
         t0 = time.perf_counter()
         with make_progress(self.console) as progress:
             task = progress.add_task(f"generate [{label}]", total=len(items))
             for item in items:
-                key = generation_key(generator, item, self.seed, self.benchmark.pack_hash)
+                key = generation_key(description, item, self.seed, self.benchmark.pack_hash)
                 ref = self._reuse(key, item, out_dir)
                 if ref is not None:
                     self.summary.reused += 1
@@ -121,7 +123,7 @@ class Runner:
                     sample_hash = file_sha256(path)
                     sidecar = {
                         "item_id": item.id, "split": item.split, "model": label, "generator": generator.name,
-                        "config": generator.describe(), "seed": self.seed, "generation_key": key,
+                        "config": description, "seed": self.seed, "generation_key": key,
                         "timings": {"generate_s": round(gen_s, 3)}, "pack_hash": self.benchmark.pack_hash,
                         "benchmark": self.benchmark.name, "sample_hash": sample_hash, "info": sample.info,
                         "run_id": run_id,
@@ -135,7 +137,7 @@ class Runner:
                     refs.append(SampleRef(item, sample_hash, path))
                     self.summary.generated += 1
                 except (MediaError, IAPBenchError, ValueError, RuntimeError, OSError) as e:
-                    if isinstance(e, IAPBenchError) and type(e).__name__ == "MissingCheckpointError":
+                    if isinstance(e, MissingCheckpointError):  # a setup error, not a per-item failure
                         raise
                     detail = str(e) if isinstance(e, MediaError) else f"{type(e).__name__}: {e}"
                     reason = f"{GENERATION_FAILED}: {detail}"[:500]

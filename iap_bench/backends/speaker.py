@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from iap_bench.errors import MediaError
-from iap_bench.metrics.base import WeightSpec, file_sha256
+from iap_bench.hashing import file_sha256
+from iap_bench.metrics.base import WeightSpec
 
 SR = 16000
 MIN_SPEECH_S = 0.5  # shorter than this after VAD trimming -> MediaError("no_speech")

@@ -24,6 +24,7 @@ import yaml
 from iap_bench.benchmark.manifest import Problem, errors_of
 from iap_bench.benchmark.schema import Benchmark, Item, Subject
 from iap_bench.errors import ManifestError
+from iap_bench.hashing import file_sha256
 
 FACE_SUFFIXES = (".jpg", ".jpeg", ".png")
 VOICE_NAMES = ("voice.wav", "voice.flac")
@@ -164,15 +165,6 @@ def bind(benchmark: Benchmark, pack_dir: Path) -> Benchmark:
     if errors:
         raise ManifestError([str(p) for p in errors])
     return bound
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def pack_hash(pack_dir: Path, slots: list[str] | tuple[str, ...]) -> str:

@@ -10,7 +10,6 @@ duration (AAC pads its last frame), so ``len(audio(sr)) == round(duration_s * sr
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import cv2
 import numpy as np
 
 from iap_bench.errors import MediaError
+from iap_bench.hashing import file_sha256
 from iap_bench.media.audio import is_silent, resample, to_mono
 from iap_bench.media.faces import FaceDetections, detect_on_frames
 
@@ -43,15 +43,6 @@ class Decoded:
 def _readonly(a: np.ndarray) -> np.ndarray:
     a.setflags(write=False)
     return a
-
-
-def file_hash(path: Path) -> str:
-    """sha256 of the file bytes, streamed in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _norm_size(size: object) -> Size:
@@ -257,7 +248,7 @@ class SampleMedia:
         with self._lock:
             if self._hash is None:
                 try:
-                    self._hash = file_hash(self.path)
+                    self._hash = file_sha256(self.path)
                 except OSError as e:
                     self._error = self._error or MediaError("decode_error", f"{self.path}: {e.strerror or e}")
                     raise self._error from None

@@ -63,7 +63,7 @@ class OfflineAIDSim(Metric):
         if self._enc is not None:
             return self._enc.checkpoint_sha256
         from iap_bench.backends.speaker import resemblyzer_weight_spec
-        from iap_bench.metrics.base import file_sha256
+        from iap_bench.hashing import file_sha256
 
         return file_sha256(resemblyzer_weight_spec().resolve(self.weights))
 

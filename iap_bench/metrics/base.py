@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -74,23 +73,6 @@ class WeightSpec:
             if p.exists():
                 return p
         raise MissingCheckpointError(self.name, self.filename, searched, self.how_to_get, self.config_key)
-
-
-_HASH_CACHE: dict[tuple[str, float, int], str] = {}
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file (cached by path, mtime and size) — the checkpoint identity recorded with scores."""
-    p = Path(path)
-    st = p.stat()
-    key = (str(p.resolve()), st.st_mtime, st.st_size)
-    if key not in _HASH_CACHE:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _HASH_CACHE[key] = h.hexdigest()
-    return _HASH_CACHE[key]
 
 
 class Metric:

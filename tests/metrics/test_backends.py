@@ -19,9 +19,9 @@ from iap_bench.backends.speaker import (
     windows_in_regions,
 )
 from iap_bench.errors import MediaError, MissingCheckpointError
+from iap_bench.hashing import file_sha256
 from iap_bench.media.faces import detect_faces
 from iap_bench.media.refs import load_audio
-from iap_bench.metrics.base import file_sha256
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from iap_bench.benchmark.schema import Item, StructuredPrompt, Subject, SubjectP
 from iap_bench.errors import MediaError, MissingCheckpointError
 from iap_bench.generators.base import GeneratedSample, build_generator
 from iap_bench.generators.iap import IAPGenerator
-from iap_bench.metrics.base import file_sha256
+from iap_bench.hashing import file_sha256
 
 
 @pytest.fixture(scope="module")
