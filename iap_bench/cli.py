@@ -7,7 +7,6 @@ standard Hydra: config groups, ``key=value`` overrides, ``-m`` multirun, ``--cfg
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import time
@@ -25,7 +24,6 @@ from iap_bench.errors import IAPBenchError, ManifestError, MissingCheckpointErro
 JOBS = ("run", "evaluate", "leaderboard", "validate")
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 REPO_ROOT = Path(__file__).resolve().parents[1]
-log = logging.getLogger("iap_bench")
 
 
 def resolve_path(p: str | os.PathLike | None) -> Path | None:

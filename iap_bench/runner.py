@@ -170,10 +170,7 @@ class Runner:
         if src.resolve() != dst.resolve():
             for s, d in ((src, dst), (src.with_suffix(".json"), dst.with_suffix(".json"))):
                 if s.exists() and not d.exists():
-                    try:
-                        os.link(s, d)
-                    except OSError:
-                        shutil.copy2(s, d)
+                    _link_or_copy(s, d)
         return SampleRef(item, rec.sample_hash, src)
 
     def _record_generation_failure(self, item: Item, label: str, generator: Generator, key: str,
@@ -197,12 +194,8 @@ class Runner:
                 return dst
             if not src.exists():
                 raise MediaError("missing_sample", str(src))
-            if dst.exists():
-                dst.unlink()
-            try:
-                os.link(src, dst)
-            except OSError:
-                shutil.copy2(src, dst)
+            dst.unlink(missing_ok=True)
+            _link_or_copy(src, dst)
             return dst
         if sample.video is None or sample.audio is None:
             raise MediaError("empty", "generator returned neither arrays nor a source file")
@@ -277,6 +270,14 @@ class Runner:
 
         self.summary.decodes = sum(DECODE_COUNTS[str(by_hash[h].path)] - before.get(h, 0) for h in hashes)
         self.summary.timings["evaluate_s"] = time.perf_counter() - t0
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link a sample into the run dir (no extra disk), copying across filesystems."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def _safe_score(metric: Metric, samples: list[EvalSample]) -> list[MetricValue]:
