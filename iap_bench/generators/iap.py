@@ -21,7 +21,7 @@ from iap_bench.benchmark.schema import Item
 from iap_bench.errors import MediaError
 from iap_bench.generators.base import Capabilities, GeneratedSample, register_generator
 from iap_bench.hashing import file_sha256
-from iap_bench.metrics.base import WeightSpec
+from iap_bench.weights import WeightSpec
 
 # Ovi's default negative prompts (video / audio branches).
 NEG_VIDEO = "jitter, bad hands, blur, distortion"

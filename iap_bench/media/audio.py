@@ -1,14 +1,26 @@
-"""Pure audio helpers: mono mixdown, resampling (soxr if installed, else scipy polyphase), silence check."""
+"""Pure audio helpers: mono mixdown, resampling (soxr HQ, no silent fallback), silence check.
+
+The resampler is part of every audio metric's identity (``resampler_identity``): a number computed with
+another resampler is another number.
+"""
 
 from __future__ import annotations
 
 import importlib.util
-from math import gcd
-
 import numpy as np
 
 SILENCE_PEAK = 1e-4
 HAVE_SOXR = importlib.util.find_spec("soxr") is not None
+SOXR_QUALITY = "HQ"
+
+
+def resampler_identity() -> str:
+    """Name, version and quality of the resampler every audio view goes through."""
+    import importlib.metadata
+
+    if not HAVE_SOXR:
+        return "soxr missing"
+    return f"soxr {importlib.metadata.version('soxr')} {SOXR_QUALITY}"
 
 
 def to_mono(audio: np.ndarray) -> np.ndarray:
@@ -26,15 +38,14 @@ def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     x = np.asarray(audio, dtype=np.float32)
     if sr_in == sr_out or x.size == 0:
         return x.copy()
-    if HAVE_SOXR:
-        import soxr
+    if not HAVE_SOXR:  # no silent fallback: another resampler would change every audio number
+        from iap_bench.errors import IAPBenchError
 
-        y = soxr.resample(x, sr_in, sr_out, quality="HQ")
-    else:
-        from scipy.signal import resample_poly
+        raise IAPBenchError("the soxr resampler is not installed (pip install soxr); it is what every audio "
+                            "metric's identity records, so no other resampler is substituted")
+    import soxr
 
-        g = gcd(int(sr_in), int(sr_out))
-        y = resample_poly(x, sr_out // g, sr_in // g)
+    y = soxr.resample(x, sr_in, sr_out, quality=SOXR_QUALITY)
     n = int(round(x.size * sr_out / sr_in))
     if y.size > n:
         y = y[:n]

@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from iap_bench.metrics.base import WeightSpec
+from iap_bench.weights import WeightSpec
 
 DETECT_MAX_SIDE = 640
 TRACK_IOU = 0.3

@@ -44,6 +44,8 @@ class OfflineAIDSim(Metric):
     backend = "offline-resemblyzer"
     version = "1"
     views = ("audio16k",)
+    worst = 0.0  # silent / speechless output: no similarity to the reference voice
+    path_params = ("weights",)
 
     def __init__(self, weights: str | None = None, win_s: float = 1.5, hop_s: float = 0.75,
                  min_s: float = 1.0, vad: str = "silero") -> None:
@@ -57,7 +59,14 @@ class OfflineAIDSim(Metric):
         if self._enc is None:
             from iap_bench.backends.speaker import SpeakerEncoder
 
-            self._enc = SpeakerEncoder(self.weights, vad=self.vad)
+            self._enc = SpeakerEncoder(self.weights, vad=self.vad, device=self.device)
+
+    def aux_identity(self) -> dict[str, str]:
+        from iap_bench.backends.speaker import vad_identity
+        from iap_bench.media.audio import resampler_identity
+
+        return {"vad": vad_identity(self.vad), "resampler": resampler_identity(),
+                "vad_config": "threshold=0.5,merge_gap=0.3,min_region=0.25"}
 
     def checkpoint_id(self) -> str:
         if self._enc is not None:

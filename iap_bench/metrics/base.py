@@ -1,16 +1,23 @@
-"""Metric protocol, per-sample values with failure reasons, weight specs and the metric registry."""
+"""Metric protocol, per-sample values with failure reasons, metric identity and the metric registry.
+
+A metric's identity is everything a number depends on besides the sample and the item's inputs:
+(metric, backend, checkpoint sha256, params, version). ``params`` is a short hash of every constructor
+parameter (defaults included, as recorded by ``build_metric``) and of ``aux_identity()`` (auxiliary models
+and algorithms: VAD, landmark predictor, resampler); change any of them and the number is recomputed.
+"""
 
 from __future__ import annotations
 
-import os
+import hashlib
+import inspect
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from iap_bench.benchmark.schema import Item
-from iap_bench.errors import MissingCheckpointError
 from iap_bench.registry import Registry
+from iap_bench.weights import WeightSpec  # noqa: F401  (re-exported for older imports)
 
 if TYPE_CHECKING:
     from iap_bench.media.sample import SampleMedia
@@ -32,47 +39,31 @@ class EvalSample:
 
 @dataclass
 class MetricValue:
-    """One per-sample score, or a failure reason (then excluded from the mean)."""
+    """One per-sample score, or a failure reason (the runner's failure policy decides what it counts as).
+
+    ``transient`` marks an error that is not a property of the sample or the item (a bug, out of memory):
+    it is reported but never stored, so the next run retries it.
+    """
 
     value: float | None
     failure: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    transient: bool = False
 
     @classmethod
     def fail(cls, reason: str, **extras: Any) -> MetricValue:
         return cls(None, reason, dict(extras))
 
+    @classmethod
+    def error(cls, reason: str, **extras: Any) -> MetricValue:
+        """A transient error: not stored, retried on the next run."""
+        return cls(None, reason, dict(extras), transient=True)
 
-@dataclass(frozen=True)
-class WeightSpec:
-    """Where a model file is looked for and how to get it; resolve() gives one clear error if absent."""
 
-    name: str
-    filename: str
-    how_to_get: str
-    search_paths: tuple[str, ...] = ()
-    env_var: str | None = None
-    config_key: str = ""
-    sha256: str | None = None
-
-    def candidates(self, explicit: str | os.PathLike | None = None) -> list[Path]:
-        paths: list[Path] = []
-        if explicit:
-            p = Path(explicit).expanduser()
-            paths.append(p / self.filename if p.is_dir() else p)
-        if self.env_var and os.environ.get(self.env_var):
-            p = Path(os.environ[self.env_var]).expanduser()
-            paths.append(p / self.filename if p.is_dir() else p)
-        for d in self.search_paths:
-            paths.append(Path(os.path.expandvars(d)).expanduser() / self.filename)
-        return paths
-
-    def resolve(self, explicit: str | os.PathLike | None = None) -> Path:
-        searched = self.candidates(explicit)
-        for p in searched:
-            if p.exists():
-                return p
-        raise MissingCheckpointError(self.name, self.filename, searched, self.how_to_get, self.config_key)
+def params_key(params: dict[str, Any]) -> str:
+    """Pure: short, order-independent hash of a JSON-able parameter dict (part of the metric identity)."""
+    blob = json.dumps(params, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 class Metric:
@@ -88,6 +79,21 @@ class Metric:
     version: str = "1"
     views: tuple[str, ...] = ()
     splits: tuple[str, ...] = ("single", "multi")  # splits the metric applies to ("-" elsewhere)
+    # Value a fault of the generated sample (silence, no speech, no face, undecodable) scores: the metric's
+    # worst value (WER 1.0, similarities 0.0). None for unbounded metrics (FD, Sync-D): such samples are
+    # excluded and the leaderboard shows the coverage.
+    worst: float | None = None
+    # Constructor parameters that locate weight files: their content is in the checkpoint hash instead.
+    path_params: tuple[str, ...] = ()
+
+    # runtime placement, set by configure(); not part of the identity (numbers must not depend on it)
+    device: str = "cpu"
+    threads: int = 1
+    _build_params: dict[str, Any] | None = None
+
+    def configure(self, device: str = "cpu", threads: int = 1) -> None:
+        """Where ``load`` puts the model (cpu, cuda, cuda:N) and how many CPU threads it may use."""
+        self.device, self.threads = device, int(threads)
 
     def load(self) -> None:
         """Load weights once per run (raise MissingCheckpointError if absent)."""
@@ -95,6 +101,16 @@ class Metric:
     def checkpoint_id(self) -> str:
         """Identity of the weights that produce the numbers (sha256 of the file(s))."""
         raise NotImplementedError
+
+    def aux_identity(self) -> dict[str, Any]:
+        """Auxiliary models and algorithms the numbers depend on (VAD, landmarks, resampler): name -> id."""
+        return {}
+
+    def params(self) -> dict[str, Any]:
+        """Every constructor parameter (defaults filled in) except weight locations."""
+        if self._build_params is None:
+            self._build_params = bound_params(type(self), {})
+        return {k: v for k, v in self._build_params.items() if k not in self.path_params}
 
     def score(self, samples: Sequence[EvalSample]) -> list[MetricValue]:
         """Batched per-sample scores, one MetricValue per sample (failures carry their reason)."""
@@ -107,9 +123,27 @@ class Metric:
     def applies(self, item: Item) -> bool:
         return item.split in self.splits
 
+    def identity_params(self) -> dict[str, Any]:
+        """What the ``params`` part of the identity hashes: parameters and auxiliary identities."""
+        return {"params": self.params(), "aux": self.aux_identity()}
+
     def identity(self) -> dict[str, str]:
+        """(metric, backend, checkpoint, params, version): the key every stored number carries."""
         return {"metric": self.name, "backend": self.backend, "checkpoint": self.checkpoint_id(),
-                "version": self.version}
+                "params": params_key(self.identity_params()), "version": str(self.version)}
+
+
+def bound_params(cls: type, params: dict[str, Any]) -> dict[str, Any]:
+    """Pure: constructor arguments of ``cls`` with defaults applied (TypeError on an unknown name)."""
+    sig = inspect.signature(cls.__init__)
+    bound = sig.bind(None, **params)
+    bound.apply_defaults()
+    out = dict(bound.arguments)
+    out.pop(next(iter(sig.parameters)), None)  # self
+    for name, p in sig.parameters.items():
+        if p.kind is inspect.Parameter.VAR_KEYWORD and name in out:
+            out.update(out.pop(name))
+    return out
 
 
 METRICS: Registry[Metric] = Registry("metric", "iap_bench.metrics")
@@ -117,5 +151,7 @@ register_metric = METRICS.register  # config names are ``<metric>/<backend>``, e
 
 
 def build_metric(name: str, **params: Any) -> Metric:
-    """Instantiate a registered metric backend by its config name."""
-    return METRICS.build(name, **params)
+    """Instantiate a registered metric backend by its config name, recording its full parameters."""
+    metric = METRICS.build(name, **params)
+    metric._build_params = bound_params(type(metric), params)
+    return metric

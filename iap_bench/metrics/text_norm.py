@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from zhon.hanzi import punctuation as _HANZI_PUNCT
 
+NORMALISER = "seed-tts-eval v1"  # bump when the normalisation changes: part of WER's identity
 PUNCTUATION = "".join(c for c in _HANZI_PUNCT + string.punctuation if c != "'")
 _DELETE = str.maketrans("", "", PUNCTUATION)
 

@@ -23,6 +23,8 @@ class OfflineWER(Metric):
     backend = "offline-whisper-tiny.en"
     version = "1"
     views = ("audio16k",)
+    worst = 1.0  # silent / speechless output: every reference word deleted
+    path_params = ("model_dir",)
 
     def __init__(self, model_dir: str | None = None, beam_size: int = 5) -> None:
         self.model_dir = model_dir
@@ -33,7 +35,14 @@ class OfflineWER(Metric):
         if self._asr is None:
             from iap_bench.backends.asr import WhisperASR
 
-            self._asr = WhisperASR(self.model_dir, beam_size=self.beam_size)
+            self._asr = WhisperASR(self.model_dir, beam_size=self.beam_size, cpu_threads=self.threads,
+                                   device=self.device)
+
+    def aux_identity(self) -> dict[str, str]:
+        from iap_bench.media.audio import resampler_identity
+        from iap_bench.metrics.text_norm import NORMALISER
+
+        return {"resampler": resampler_identity(), "normaliser": NORMALISER, "decoding": "int8 temperature=0"}
 
     def checkpoint_id(self) -> str:
         from iap_bench.backends.asr import dir_sha256, resolve_model_dir
