@@ -2,10 +2,13 @@
 
 The first positional word may name the job (``iap-bench validate benchmark=iap100``); everything else is
 standard Hydra: config groups, ``key=value`` overrides, ``-m`` multirun, ``--cfg job``.
+Paths in the config are relative to the launch directory, always; shipped data is named with the
+``${iap_data:...}`` resolver, which points into the installed package's ``benchmark_data/``.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import sys
@@ -24,19 +27,58 @@ from iap_bench.errors import IAPBenchError, ManifestError, MissingCheckpointErro
 JOBS = ("run", "evaluate", "leaderboard", "validate")
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_ROOT = REPO_ROOT / "benchmark_data"
+STORE_NAME = "iap-bench.sqlite"
+TRANSIENT_EXIT = 3  # finished, but some items hit transient errors (not stored; re-run to retry them)
+
+
+def _data_path(rel: str) -> str:
+    """``${iap_data:iap-mini/manifest.yaml}``: a file shipped with the package, as an absolute path."""
+    return str(DATA_ROOT / rel)
+
+
+if not OmegaConf.has_resolver("iap_data"):
+    OmegaConf.register_new_resolver("iap_data", _data_path)
+
+
+def launch_dir() -> Path:
+    """The directory the user launched from (Hydra may change the working directory)."""
+    return Path(hydra.utils.get_original_cwd()) if HydraConfig.initialized() else Path.cwd()
 
 
 def resolve_path(p: str | os.PathLike | None) -> Path | None:
-    """Paths in configs are relative to the launch dir; fall back to the repo root for shipped data."""
+    """A config path: absolute as given, relative ones against the launch directory (never the repo)."""
     if p is None:
         return None
     path = Path(os.path.expanduser(str(p)))
-    if path.is_absolute():
-        return path
-    launch = Path(hydra.utils.get_original_cwd()) if HydraConfig.initialized() else Path.cwd()
-    if (launch / path).exists() or not (REPO_ROOT / path).exists():
-        return launch / path
-    return REPO_ROOT / path
+    return path if path.is_absolute() else launch_dir() / path
+
+
+def is_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN"
+
+
+def store_path(cfg: DictConfig) -> Path:
+    """Where this job writes: ``store=`` if given; under -m each job's own file in its sweep subdir
+    (SQLite WAL must not be shared across nodes); else ``outputs/iap-bench.sqlite`` in the launch dir."""
+    if cfg.get("store"):
+        return resolve_path(str(cfg.store))  # type: ignore[return-value]
+    if is_multirun():
+        return Path(HydraConfig.get().runtime.output_dir) / STORE_NAME
+    return launch_dir() / "outputs" / STORE_NAME
+
+
+def store_sources(cfg: DictConfig) -> list[Path]:
+    """Stores the leaderboard job reads: ``store=`` as a path, a glob or a list of them (merged)."""
+    raw = cfg.get("store")
+    if not raw:
+        return [launch_dir() / "outputs" / STORE_NAME]
+    entries = list(raw) if not isinstance(raw, str) else [raw]
+    out: list[Path] = []
+    for e in entries:
+        p = str(resolve_path(str(e)))
+        out += [Path(x) for x in sorted(glob.glob(p))] if glob.has_magic(p) else [Path(p)]
+    return out
 
 
 def load_benchmark_from_cfg(cfg: DictConfig) -> Any:
@@ -50,7 +92,7 @@ def select_items(cfg: DictConfig, benchmark: Any) -> list:
     splits = set(cfg.benchmark.get("splits") or ["single", "multi"])
     items = [i for i in benchmark.items if i.split in splits]
     items = [i for n, i in enumerate(items) if n % int(cfg.shard.count) == int(cfg.shard.index)]
-    if cfg.get("limit"):
+    if cfg.get("limit") is not None:
         items = items[: int(cfg.limit)]
     return items
 
@@ -81,9 +123,19 @@ def build_metrics(cfg: DictConfig) -> list:
 def open_store(cfg: DictConfig) -> Any:
     from iap_bench.store import ResultStore
 
-    path = resolve_path(cfg.store)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return ResultStore(path)
+    return ResultStore(store_path(cfg))
+
+
+def eval_threads(cfg: DictConfig) -> int:
+    """``eval.threads``, or this machine's cores shared among the joblib launcher's parallel jobs."""
+    from iap_bench.threads import default_threads
+
+    if cfg.eval.get("threads"):
+        return int(cfg.eval.threads)
+    jobs = 1
+    if is_multirun():
+        jobs = int(OmegaConf.select(HydraConfig.get(), "launcher.n_jobs", default=1) or 1)
+    return default_threads(jobs)
 
 
 def write_leaderboard(cfg: DictConfig, store: Any, benchmark: Any, out_dir: Path, console: Console,
@@ -93,8 +145,7 @@ def write_leaderboard(cfg: DictConfig, store: Any, benchmark: Any, out_dir: Path
     df = store.scores_frame()
     if not df.empty:
         df = df[df["benchmark"] == benchmark.name]
-        if benchmark.pack_hash is not None:
-            df = df[df["pack_hash"] == benchmark.pack_hash]
+        df = df[df["pack_hash"] == (benchmark.pack_hash or "")]
         if models is not None:
             df = df[df["model"].isin(models)]
     if df.empty:
@@ -105,11 +156,16 @@ def write_leaderboard(cfg: DictConfig, store: Any, benchmark: Any, out_dir: Path
     if not aggregates.empty:
         aggregates = aggregates[(aggregates["benchmark"] == benchmark.name)
                                 & (aggregates["pack_hash"] == (benchmark.pack_hash or ""))]
+    splits = set(cfg.benchmark.get("splits") or ["single", "multi"])
+    n_items = {sp: sum(1 for i in benchmark.items if i.split == sp) for sp in ("single", "multi") if sp in splits}
     board = build_leaderboard(
-        df, benchmark=benchmark.name, pack_hash=benchmark.pack_hash, aggregates=aggregates,
+        df, benchmark=benchmark.name, pack_hash=benchmark.pack_hash or "", aggregates=aggregates,
         layout=layout_from_config(OmegaConf.to_container(lb.layout, resolve=True)), label=lb.label,
         label_name=lb.label_name, include_extra=lb.include_extra, ci=lb.ci, n_boot=int(lb.n_boot),
-        seed=int(lb.seed), decimals=int(lb.decimals), title=f"{benchmark.name} (pack {(benchmark.pack_hash or '-')[:12]})")
+        seed=int(lb.seed), decimals=int(lb.decimals), items=n_items,
+        common_items=bool(lb.get("common_items", False)),
+        incomplete=sorted(store.unfinished_labels(benchmark.name)), params_info=store.metric_params(),
+        title=f"{benchmark.name} (pack {(benchmark.pack_hash or '-')[:12]})")
     board.print_rich(console)
     paths = board.write_all(out_dir / "leaderboard", stem=lb.stem)
     console.print("tables written: " + ", ".join(str(p) for p in paths.values()))
@@ -152,11 +208,12 @@ def _generator_from_cfg(cfg: DictConfig) -> tuple[Any, str]:
     if cfg.job == "evaluate":
         if not cfg.get("samples_dir"):
             raise IAPBenchError("`evaluate` needs samples_dir=/path/to/folder (files named <item_id>.mp4)")
+        if not cfg.get("label"):
+            raise IAPBenchError("`evaluate` needs label=NAME: the leaderboard row these samples belong to")
         params = dict(params) if gen_cfg.name == "precomputed" else {}
-        label = cfg.get("label") or params.pop("label", None) or "precomputed"
         params.pop("label", None)
         params["samples_dir"] = str(resolve_path(cfg.samples_dir))
-        return build_generator("precomputed", **params, label=label), str(label)
+        return build_generator("precomputed", **params, label=str(cfg.label)), str(cfg.label)
     gen = build_generator(gen_cfg.name, **params)
     label = cfg.get("label") or gen_cfg.get("label") or getattr(gen, "label", None) or gen_cfg.name
     return gen, str(label)
@@ -165,6 +222,7 @@ def _generator_from_cfg(cfg: DictConfig) -> tuple[Any, str]:
 def job_run(cfg: DictConfig, console: Console) -> int:
     from iap_bench.runner import Runner
     from iap_bench.store import default_env
+    from iap_bench.threads import set_threads
 
     t0 = time.perf_counter()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -175,37 +233,58 @@ def job_run(cfg: DictConfig, console: Console) -> int:
         console.print(unbound_report(benchmark))
         return 2
     items = select_items(cfg, benchmark)
-    store = open_store(cfg)
-    run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    store.add_run(run_id, OmegaConf.to_container(cfg, resolve=True), default_env())
     generator, label = _generator_from_cfg(cfg)
     metrics = build_metrics(cfg)
+    threads = set_threads(eval_threads(cfg))
+    store = open_store(cfg)  # only now: a job that fails its checks writes nothing
+    run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
+    store.add_run(run_id, OmegaConf.to_container(cfg, resolve=True), default_env(), label=label,
+                  benchmark=benchmark.name, pack_hash=benchmark.pack_hash)
     console.print(f"[bold]{benchmark.name}[/] ({len(items)} items, pack {(benchmark.pack_hash or '-')[:12]}) "
                   f"-> [bold]{label}[/] ({generator.name}) -> {', '.join(m.name for m in metrics)}")
     runner = Runner(benchmark, store, run_dir, console=console, seed=int(cfg.seed),
-                    chunk_size=int(cfg.eval.chunk_size), decode_workers=int(cfg.eval.decode_workers))
+                    chunk_size=int(cfg.eval.chunk_size), decode_workers=int(cfg.eval.decode_workers),
+                    device=str(cfg.eval.device), threads=threads)
     refs = runner.generate(generator, label, items, run_id)
     runner.evaluate(refs, metrics, run_id)
+    s = runner.summary
+    if not s.transient:
+        store.finish_run(run_id)
+    store.checkpoint()
     models = None if cfg.leaderboard.all_models else [label]
     write_leaderboard(cfg, store, benchmark, run_dir, console, models=models)
-    s = runner.summary
     s.timings["total_s"] = time.perf_counter() - t0
     summary = {"run_id": run_id, "label": label, "generated": s.generated, "reused": s.reused,
-               "generation_failures": s.gen_failed, "scored": s.scored, "skipped_scores": s.skipped_scores,
-               "score_failures": s.score_failures, "decoded_samples": s.decoded_samples,
-               "decodes": s.decodes,
+               "generation_failures": s.gen_failed, "changed_on_disk": s.changed_on_disk, "scored": s.scored,
+               "skipped_scores": s.skipped_scores, "score_failures": s.score_failures,
+               "penalised": s.penalised, "transient_errors": s.transient,
+               "decoded_samples": s.decoded_samples, "decodes": s.decodes,
                "timings": {k: round(v, 2) for k, v in s.timings.items()}, "store": str(store.path)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    store.close()
     console.print(f"samples: {run_dir / 'samples'}   store: {store.path}   "
                   f"generated {s.generated}, reused {s.reused}, failed {s.gen_failed}; "
-                  f"scores new {s.scored} (failures {s.score_failures}), already stored {s.skipped_scores}; "
-                  f"{s.timings['total_s']:.1f} s")
+                  f"scores new {s.scored} (failures {s.score_failures}, at worst value {s.penalised}), "
+                  f"already stored {s.skipped_scores}; {s.timings['total_s']:.1f} s")
+    if s.transient:
+        console.print(f"[yellow]{len(s.transient)} transient error(s), not stored; re-run to retry them:[/]")
+        for msg in s.transient[:10]:
+            console.print(f"  {msg}", markup=False)
+        return TRANSIENT_EXIT
     return 0
 
 
 def job_leaderboard(cfg: DictConfig, console: Console) -> int:
+    from iap_bench.store import open_stores
+
     benchmark = load_benchmark_from_cfg(cfg)
-    store = open_store(cfg)
+    sources = store_sources(cfg)
+    store, report = open_stores(sources)
+    if len(sources) > 1:
+        console.print(f"read {len(sources)} stores as one")
+    for c in report.conflicts:
+        console.print(f"[yellow]conflict[/] {c['metric']}/{c['backend']} sample {c['sample_hash'][:12]}: "
+                      f"{c['ours']:.6g} vs {c['theirs']:.6g} (first store's value shown)")
     write_leaderboard(cfg, store, benchmark, Path(HydraConfig.get().runtime.output_dir), console)
     return 0
 
@@ -214,19 +293,27 @@ def job_leaderboard(cfg: DictConfig, console: Console) -> int:
 def app(cfg: DictConfig) -> int:
     """Hydra entry: dispatch to the job named by ``job``; user errors print one clear message."""
     console = Console(width=None if sys.stdout.isatty() else 160)
+    err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
     jobs = {"run": job_run, "evaluate": job_run, "validate": job_validate, "leaderboard": job_leaderboard}
+    code: int
     if cfg.job not in jobs:
-        console.print(f"[red]unknown job {cfg.job!r}; choose one of {', '.join(JOBS)}[/]")
-        return 2
-    try:
-        from iap_bench.preflight import check_config
-
-        check_config(cfg)
-        code = jobs[cfg.job](cfg, console)
-    except (MissingCheckpointError, ManifestError, IAPBenchError) as e:
-        console.print(f"error: {e}", style="red", markup=False, highlight=False)
+        err.print(f"error: unknown job {cfg.job!r}; choose one of {', '.join(JOBS)}", markup=False,
+                  highlight=False)
         code = 2
-    if code and not HydraConfig.get().mode.name == "MULTIRUN":
+    else:
+        try:
+            from iap_bench.preflight import check_config
+
+            check_config(cfg)
+            code = jobs[cfg.job](cfg, console)
+        except (MissingCheckpointError, ManifestError, IAPBenchError) as e:
+            err.print(f"error: {e}", style="red", markup=False, highlight=False)
+            code = 2
+        except OSError as e:  # an unusable path the checks could not foresee: one line, with the path
+            err.print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), style="red", markup=False,
+                      highlight=False)
+            code = 2
+    if code and not is_multirun():
         sys.exit(code)
     return code
 

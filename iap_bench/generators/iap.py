@@ -62,10 +62,7 @@ class IAPGenerator:
         self.device_name, self.dtype_name = device, dtype
         self.progress = progress
         self.seed_offset = seed_offset
-        # leaderboard row: distinct per checkpoint so a sweep over checkpoints never pools their samples
-        ck = Path(ckpt) if ckpt else None
-        ck_name = (ck.parent.name if ck.suffix == ".safetensors" else ck.name) if ck else "random"
-        self.label = label or f"iap:{ck_name}"
+        self._label = label
         self.model: Any = None
         self.codecs: Any = None
         self.ckpt_path: Path | None = None
@@ -98,6 +95,24 @@ class IAPGenerator:
         c = self.model.cfg
         self.codecs = build_codecs(self.codecs_kind, c.video.in_dim, c.audio.in_dim, c.text_dim, c.text_len,
                                    CodecPaths(**self.codec_paths), dtype=self.dtype).to(self.device)  # type: ignore[arg-type]
+
+    @property
+    def label(self) -> str:
+        """Leaderboard row: checkpoint name plus a short content hash, unique by construction.
+
+        ``a.safetensors`` and ``b.safetensors`` (or two ``model.safetensors`` in different run dirs, or one
+        file retrained in place) never share a row.
+        """
+        if self._label:
+            return self._label
+        desc = self.describe()
+        if self.ckpt_path is None:
+            return f"iap:random-{desc['random_model']}"
+        p = Path(self.ckpt_path)
+        name = p.stem if p.is_file() and p.stem != "model" else (p.parent.name if p.is_file() else p.name)
+        if p.is_file() and p.stem == "model" and p.parent.name.startswith("step_"):
+            name = f"{p.parent.parent.parent.name}/{p.parent.name}"  # <run>/checkpoints/step_N/model.safetensors
+        return f"iap:{name or 'ckpt'}@{str(desc['checkpoint_sha256'])[:8]}"
 
     def describe(self) -> dict[str, Any]:
         """Checkpoint identity, sampler and codec settings (written to every sidecar).

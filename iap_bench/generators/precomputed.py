@@ -74,6 +74,17 @@ class PrecomputedGenerator:
         info = {"precomputed_video": str(video), "precomputed_audio": str(audio) if audio else None}
         return GeneratedSample(fps=fps, sample_rate=sr, source=video, source_audio=audio, info=info)
 
+    def item_identity(self, item: Item) -> dict[str, Any]:
+        """Content hashes of an item's source file(s): a file replaced in place is a new sample."""
+        from iap_bench.hashing import file_sha256
+
+        out: dict[str, Any] = {}
+        for kind, pattern in (("video", self.pattern), ("audio", self.audio_pattern)):
+            if pattern:
+                p = self.path_for(item, pattern)
+                out[kind] = file_sha256(p, fresh=True) if p.is_file() else None
+        return out
+
     def describe(self) -> dict[str, Any]:
         """Adapter identity for the sidecar and leaderboard (label = the model name shown)."""
         return {"generator": self.name, "label": self.label, "samples_dir": str(self.samples_dir),
