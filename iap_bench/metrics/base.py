@@ -91,6 +91,12 @@ class Metric:
     threads: int = 1
     _build_params: dict[str, Any] | None = None
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Metric:
+        """Record the constructor arguments (defaults filled in) however the metric is built."""
+        obj = super().__new__(cls)
+        obj._build_params = bound_params(cls, kwargs, args)
+        return obj
+
     def configure(self, device: str = "cpu", threads: int = 1) -> None:
         """Where ``load`` puts the model (cpu, cuda, cuda:N) and how many CPU threads it may use."""
         self.device, self.threads = device, int(threads)
@@ -108,9 +114,7 @@ class Metric:
 
     def params(self) -> dict[str, Any]:
         """Every constructor parameter (defaults filled in) except weight locations."""
-        if self._build_params is None:
-            self._build_params = bound_params(type(self), {})
-        return {k: v for k, v in self._build_params.items() if k not in self.path_params}
+        return {k: v for k, v in (self._build_params or {}).items() if k not in self.path_params}
 
     def score(self, samples: Sequence[EvalSample]) -> list[MetricValue]:
         """Batched per-sample scores, one MetricValue per sample (failures carry their reason)."""
@@ -133,10 +137,10 @@ class Metric:
                 "params": params_key(self.identity_params()), "version": str(self.version)}
 
 
-def bound_params(cls: type, params: dict[str, Any]) -> dict[str, Any]:
+def bound_params(cls: type, params: dict[str, Any], args: Sequence[Any] = ()) -> dict[str, Any]:
     """Pure: constructor arguments of ``cls`` with defaults applied (TypeError on an unknown name)."""
     sig = inspect.signature(cls.__init__)
-    bound = sig.bind(None, **params)
+    bound = sig.bind(None, *args, **params)
     bound.apply_defaults()
     out = dict(bound.arguments)
     out.pop(next(iter(sig.parameters)), None)  # self
@@ -151,7 +155,5 @@ register_metric = METRICS.register  # config names are ``<metric>/<backend>``, e
 
 
 def build_metric(name: str, **params: Any) -> Metric:
-    """Instantiate a registered metric backend by its config name, recording its full parameters."""
-    metric = METRICS.build(name, **params)
-    metric._build_params = bound_params(type(metric), params)
-    return metric
+    """Instantiate a registered metric backend by its config name (its parameters are recorded on it)."""
+    return METRICS.build(name, **params)
