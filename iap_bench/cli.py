@@ -98,7 +98,6 @@ def select_items(cfg: DictConfig, benchmark: Any) -> list:
 
 
 def build_metrics(cfg: DictConfig) -> list:
-    import iap_bench.metrics  # noqa: F401  (registers the built-in metrics)
     from iap_bench.metrics.base import METRICS, build_metric
 
     entries = [OmegaConf.to_container(e, resolve=True) if isinstance(e, DictConfig) else e

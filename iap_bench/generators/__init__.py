@@ -1,3 +1,1 @@
-"""Generator adapters; importing this package registers the built-in ones."""
-
-from iap_bench.generators import cascade, iap, precomputed  # noqa: F401  (registration side effects)
+"""Generator adapters (registered lazily by name in ``iap_bench.generators.base.GENERATORS``)."""

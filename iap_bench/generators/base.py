@@ -54,7 +54,11 @@ class Generator(Protocol):
         """Config and checkpoint identity written to every sample's sidecar."""
 
 
-GENERATORS: Registry[Generator] = Registry("generator", "iap_bench.generators")
+GENERATORS: Registry[Generator] = Registry("generator", {
+    "cascade": "iap_bench.generators.cascade",
+    "iap": "iap_bench.generators.iap",
+    "precomputed": "iap_bench.generators.precomputed",
+})
 register_generator = GENERATORS.register
 
 

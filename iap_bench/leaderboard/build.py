@@ -52,10 +52,10 @@ def _extra_column(metric: str, backend: str) -> MetricColumn:
     """Layout for a metric outside the layout: known extras, then the metric registry, else no arrow."""
     if metric in EXTRA_COLUMNS:
         return EXTRA_COLUMNS[metric]
-    from iap_bench.metrics.base import METRICS  # registry as already populated; importing it loads nothing
+    from iap_bench.metrics.base import METRICS
 
     direction: Direction | None = None
-    cls = METRICS.get(f"{metric}/{backend}")
+    cls = METRICS.registered(f"{metric}/{backend}")  # only if already imported: loads no model code
     if cls is not None:
         direction = cls.direction
     elif metric.startswith(("fd", "wer", "cer", "sync_d")):

@@ -8,7 +8,7 @@ gives the coverage (items scored / items) where it is below 100 %. A column is o
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -69,27 +69,6 @@ EXTRA_COLUMNS: dict[str, MetricColumn] = {
     "turn_acc": MetricColumn("turn_acc", "TURN-ACC", EXTRA_GROUP, "higher", split_cells=True),
     "spurious_lip": MetricColumn("spurious_lip", "SPURIOUS-LIP", EXTRA_GROUP, "lower", split_cells=True),
 }
-
-
-def layout_from_config(entries: Sequence[Mapping[str, Any]]) -> tuple[MetricColumn, ...]:
-    """Layout from config dicts (metric, label, group, direction, split_cells), e.g. a Hydra list."""
-    return tuple(MetricColumn(str(e["metric"]), str(e.get("label", e["metric"])), str(e.get("group", "")),
-                              e.get("direction", "higher"), bool(e.get("split_cells", False))) for e in entries)
-
-
-def _extra_column(metric: str, backend: str) -> MetricColumn:
-    """Layout for a metric outside the layout: known extras, then the metric registry, else no arrow."""
-    if metric in EXTRA_COLUMNS:
-        return EXTRA_COLUMNS[metric]
-    from iap_bench.metrics.base import METRICS  # registry as already populated; importing it loads nothing
-
-    direction: Direction | None = None
-    cls = METRICS.get(f"{metric}/{backend}")
-    if cls is not None:
-        direction = cls.direction
-    elif metric.startswith(("fd", "wer", "cer", "sync_d")):
-        direction = "lower"
-    return MetricColumn(metric, metric.upper().replace("_", "-"), EXTRA_GROUP, direction)
 
 
 @dataclass(frozen=True)

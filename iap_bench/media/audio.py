@@ -7,6 +7,7 @@ another resampler is another number.
 from __future__ import annotations
 
 import importlib.util
+
 import numpy as np
 
 SILENCE_PEAK = 1e-4

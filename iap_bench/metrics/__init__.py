@@ -1,3 +1,1 @@
-"""Metrics; importing this package registers the built-in ones."""
-
-from iap_bench.metrics import builtin  # noqa: F401  (registration side effects)
+"""Metrics (registered lazily by name in ``iap_bench.metrics.base.METRICS``; see ``builtin``)."""

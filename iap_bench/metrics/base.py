@@ -150,7 +150,13 @@ def bound_params(cls: type, params: dict[str, Any], args: Sequence[Any] = ()) ->
     return out
 
 
-METRICS: Registry[Metric] = Registry("metric", "iap_bench.metrics")
+def _builtin_metrics() -> dict[str, str]:
+    from iap_bench.metrics.builtin import BUILTIN
+
+    return BUILTIN
+
+
+METRICS: Registry[Metric] = Registry("metric", _builtin_metrics())
 register_metric = METRICS.register  # config names are ``<metric>/<backend>``, e.g. ``wer/offline``
 
 

@@ -1,5 +1,7 @@
-"""Importing this module registers the built-in offline metrics (wer/aid_sim/vid_sim ``/offline``)."""
+"""Built-in metric backends: config name -> the module that registers it (imported only when used)."""
 
-from iap_bench.metrics import aid_sim, vid_sim, wer  # noqa: F401
-
-__all__ = ["aid_sim", "vid_sim", "wer"]
+BUILTIN: dict[str, str] = {
+    "wer/offline": "iap_bench.metrics.wer",
+    "aid_sim/offline": "iap_bench.metrics.aid_sim",
+    "vid_sim/offline": "iap_bench.metrics.vid_sim",
+}
