@@ -235,6 +235,10 @@ def job_run(cfg: DictConfig, console: Console) -> int:
     generator, label = _generator_from_cfg(cfg)
     metrics = build_metrics(cfg)
     threads = set_threads(eval_threads(cfg))
+    if cfg.eval.get("allow_checksum_mismatch"):  # recorded with the run's config; scores keep the real hash
+        from iap_bench.weights import ALLOW_ENV
+
+        os.environ[ALLOW_ENV] = "1"
     store = open_store(cfg)  # only now: a job that fails its checks writes nothing
     run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
     store.add_run(run_id, OmegaConf.to_container(cfg, resolve=True), default_env(), label=label,

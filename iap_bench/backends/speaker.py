@@ -38,6 +38,7 @@ def resemblyzer_weight_spec() -> WeightSpec:
         search_paths=tuple(p for p in (_package_dir("resemblyzer"),) if p),
         env_var="IAP_RESEMBLYZER_WEIGHTS",
         config_key="metrics.aid_sim.weights",
+        sha256="39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e",  # resemblyzer 0.1.4
     )
 
 

@@ -127,3 +127,18 @@ def test_relative_paths_are_relative_to_the_launch_dir(tmp_path: Path, monkeypat
     assert cli.resolve_path("README.md") == tmp_path / "README.md"  # exists in the repo, not here
     assert cli.resolve_path("outputs/iap-bench.sqlite") == tmp_path / "outputs" / "iap-bench.sqlite"
     assert Path(cli._data_path("iap-mini/manifest.yaml")).is_file()
+
+
+def test_shipped_speaker_weights_are_pinned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A different file at the expected place is refused unless the override is set (then recorded)."""
+    from iap_bench.backends.speaker import resemblyzer_weight_spec
+    from iap_bench.weights import ALLOW_ENV
+
+    spec = resemblyzer_weight_spec()
+    assert spec.sha256 and spec.resolve()  # the packaged file matches its pin
+    fake = tmp_path / "pretrained.pt"
+    fake.write_bytes(b"not the GE2E weights")
+    with pytest.raises(ChecksumMismatchError, match=spec.sha256):
+        spec.resolve(str(fake))
+    monkeypatch.setenv(ALLOW_ENV, "1")
+    assert spec.resolve(str(fake)) == fake
