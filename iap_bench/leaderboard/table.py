@@ -246,7 +246,7 @@ class Leaderboard:
         groups = " | ".join(
             f"{g}: " + ", ".join(c.header for c in self.columns if c.spec.group == g) for g, _ in self._groups())
         lines = [f"**{self.title}**" if self.title else "", "", f"Groups: {groups}", "",
-                 self.display_frame().to_markdown(disable_numparse=True), ""]
+                 _md_escape(self.display_frame()).to_markdown(disable_numparse=True), ""]
         lines += [f"- {n}" for n in self.footnotes()]
         text = "\n".join(lines).lstrip("\n") + "\n"
         if path is not None:
@@ -334,7 +334,7 @@ class Leaderboard:
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "↑": r"$\uparrow$", "↓": r"$\downarrow$"}
+                  "↑": r"$\uparrow$", "↓": r"$\downarrow$", "|": r"\textbar{}"}
 
 
 def latex_escape(text: str) -> str:
@@ -348,3 +348,10 @@ def _short_params(info: Mapping[str, Any]) -> str:
     """Compact 'k=v' list of a metric's parameters for a footnote (auxiliary identities left to the CSV)."""
     params = info.get("params", {}) if isinstance(info, Mapping) else {}
     return "(" + ", ".join(f"{k}={v}" for k, v in sorted(params.items())) + ")" if params else ""
+
+
+def _md_escape(df: pd.DataFrame) -> pd.DataFrame:
+    """Escape '|' (used in split coverage) so a Markdown cell stays one cell."""
+    out = df.map(lambda v: str(v).replace("|", r"\|"))
+    out.index = out.index.map(lambda v: str(v).replace("|", r"\|"))
+    return out

@@ -23,9 +23,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.cmd == "merge":
+            for src in args.sources:  # every source is checked before anything is created or merged
+                ResultStore.check_mergeable(src)
             dest = ResultStore(args.dest)
-            for src in args.sources:  # every source is checked before anything is merged
-                dest.check_mergeable(src)
             conflicts = 0
             for src in args.sources:
                 r = dest.merge_from(src)

@@ -175,6 +175,11 @@ def set_hash(sample_hashes: Iterable[str]) -> str:
     return hashlib.sha256(joined.encode()).hexdigest()
 
 
+def _ro_uri(path: Path) -> str:
+    """A read-only SQLite URI for a path (escaped: '#', '?' and '%' in a path stay part of it)."""
+    return Path(path).absolute().as_uri() + "?mode=ro"
+
+
 def _json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, default=str)
 
@@ -214,13 +219,13 @@ class ResultStore:
             raise UsageError(f"cannot create the store's folder {self.path.parent}: {e.strerror}") from None
         try:
             self._init_schema()
-        except sqlite3.OperationalError as e:
+        except sqlite3.DatabaseError as e:
             raise UsageError(f"cannot write the store {self.path}: {e}") from None
 
     # -- connections -------------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         if self.readonly:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=self.timeout_s,
+            conn = sqlite3.connect(_ro_uri(self.path), uri=True, timeout=self.timeout_s,
                                    isolation_level=None)
             conn.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
             return conn
@@ -279,6 +284,9 @@ class ResultStore:
         conn.execute("COMMIT")
 
     def _init_schema(self) -> None:
+        if self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table'").fetchone() is not None:
+            self._check_schema(self.conn, "main", self.path)  # an existing file: never alter a non-store
+            return
         with self._write() as conn:
             for stmt in _SCHEMA.strip().split(";"):
                 if stmt.strip():
@@ -404,9 +412,11 @@ class ResultStore:
         """The given (sample_hash, inputs_hash) keys (input order, de-duplicated) not yet scored."""
         done = self.scored_keys(identity)
         out: list[tuple[str, str]] = []
+        seen: set[tuple[str, str]] = set()
         for k in keys:
-            if k not in done and k not in out:
+            if k not in done and k not in seen:
                 out.append(k)
+                seen.add(k)
         return out
 
     @staticmethod
@@ -496,7 +506,8 @@ class ResultStore:
         return self._frame("SELECT * FROM aggregates ORDER BY model, metric, created")
 
     # -- merge --------------------------------------------------------------------------------------
-    def check_mergeable(self, other_path: str | os.PathLike) -> None:
+    @staticmethod
+    def check_mergeable(other_path: str | os.PathLike) -> None:
         """UsageError unless ``other_path`` is a store of this schema (checked before anything is merged)."""
         other = Path(other_path)
         if not other.is_file():
@@ -515,7 +526,7 @@ class ResultStore:
         if other.resolve() == self.path.resolve():
             return report
         conn = self.conn
-        conn.execute("ATTACH DATABASE ? AS src", (f"file:{other}?mode=ro",))
+        conn.execute("ATTACH DATABASE ? AS src", (_ro_uri(other),))
         try:
             self._check_schema(conn, "src", other)
             key = " AND ".join(f"m.{k} = s.{k}" for k in SCORE_KEY)
@@ -531,12 +542,13 @@ class ResultStore:
                 for table, cols in _COLUMNS.items():
                     names = ", ".join(cols)
                     conn.execute(f"INSERT OR IGNORE INTO main.{table} ({names}) SELECT {names} FROM src.{table}")
+                copied = conn.total_changes - before
                 ok = conn.execute("SELECT DISTINCT model, benchmark, pack_hash, item_id, seed FROM main.samples "
                                   "WHERE failure IS NULL OR path IS NOT NULL").fetchall()
                 for k in ok:
                     self._drop_superseded_failures(conn, tuple(k))
             report.replaced = max(replaced, 0)
-            report.inserted = conn.total_changes - before - report.replaced
+            report.inserted = copied - report.replaced
             return report
         finally:
             conn.execute("DETACH DATABASE src")
@@ -552,11 +564,15 @@ class ResultStore:
 
 def open_stores(paths: Sequence[str | os.PathLike]) -> tuple[ResultStore, MergeReport]:
     """One store to read: the store itself when one path is given, else a temporary merge of all of them."""
+    import atexit
+    import shutil
     import tempfile
 
     if len(paths) == 1:
         return ResultStore(paths[0], readonly=True), MergeReport()
-    st = ResultStore(Path(tempfile.mkdtemp(prefix="iap-merge-")) / "merged.sqlite", check_filesystem=False)
+    tmp = tempfile.mkdtemp(prefix="iap-merge-")
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    st = ResultStore(Path(tmp) / "merged.sqlite", check_filesystem=False)
     total = MergeReport()
     for p in paths:
         st.check_mergeable(p)
