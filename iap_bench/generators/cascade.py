@@ -1,17 +1,20 @@
 """The ``cascade`` generator: an offline classical baseline (TTS + landmark lip animation), no learned generator.
 
-Per item: each subject gets the installed flite/festival voice nearest to its reference voice (speaker-embedding
-cosine, distinct voices per subject); the script's turns are spoken in order with pauses; each subject's first
-reference view is framed into a panel whose mouth opens with that subject's own speech envelope; panels sit side
-by side so all faces are in frame and only the current speaker's mouth moves. The audio defines the clip length,
-padded to at least ``item.duration_s`` (speech is never cut, so WER stays meaningful). The seed drives only the
-head-motion jitter; TTS and lip motion are deterministic. It is the default embedded generator and a floor for
-every learned model.
+Per item: each subject gets the installed flite/festival voice nearest to its reference voice by a classical
+statistic (mean/std of MFCCs and median/IQR of log-F0 over voiced frames, z-scored over the catalogue plus the
+reference, Euclidean; distinct voices per subject by Hungarian matching). No learned speaker model is involved,
+so the voice choice is independent of the resemblyzer encoder that the offline AID-SIM metric scores with. The
+script's turns are spoken in order with pauses; each subject's first reference view is framed into a panel whose
+mouth opens with that subject's own speech envelope; panels sit side by side so all faces are in frame and only
+the current speaker's mouth moves. The audio defines the clip length, padded to at least ``item.duration_s``
+(speech is never cut, so WER stays meaningful). The seed drives only the head-motion jitter; TTS and lip motion
+are deterministic. It is the default embedded generator. It is not a floor on every metric: pasting the reference
+photo makes its VID-SIM close to an upper bound and clean TTS makes WER an easy target; its AID-SIM is that of the
+nearest stock voice by a classical statistic.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,8 +38,8 @@ class CascadeConfig:
     pause_s: float = 0.35  # silence between turns
     lead_in_s: float = 0.25  # silence before the first turn
     tail_s: float = 0.3  # silence kept after the last turn
-    voice_match: str = "nearest"  # "nearest" (speaker-embedding cosine) or a fixed voice name, e.g. "flite:slt"
-    distinct_voices: bool = True  # multi-subject: give every subject a different voice (best total cosine)
+    voice_match: str = "nearest"  # "nearest" (classical MFCC/log-F0 distance) or a fixed voice, e.g. "flite:slt"
+    distinct_voices: bool = True  # multi-subject: give every subject a different voice (least total distance)
     line_rms: float = 0.08  # every spoken line is normalised to this RMS (engines differ in level)
 
 
@@ -90,20 +93,24 @@ def mix_track(placed: list[PlacedLine], n_samples: int, anchor: str | None = Non
     return out
 
 
-def assign_voices(scores: dict[str, dict[str, float]], distinct: bool) -> dict[str, tuple[str, float]]:
-    """Voice per subject from cosine scores {anchor: {voice: cos}}: best each, or best distinct total."""
-    anchors = list(scores)
-    voices = sorted(next(iter(scores.values()))) if scores else []
+def assign_voices(distances: dict[str, dict[str, float]], distinct: bool) -> dict[str, tuple[str, float]]:
+    """Voice per subject from distances {anchor: {voice: d}} (lower is nearer): the nearest each, or, when
+    ``distinct`` and there are enough voices, the distinct voices of least total distance (Hungarian matching).
+    Ties go to the voice name that sorts first."""
+    from scipy.optimize import linear_sum_assignment
+
+    anchors = list(distances)
+    voices = sorted(next(iter(distances.values()))) if distances else []
     if not distinct or len(anchors) < 2 or len(voices) < len(anchors):
-        return {a: max(((v, s) for v, s in scores[a].items()), key=lambda vs: vs[1]) for a in anchors}
-    best = max(itertools.permutations(voices, len(anchors)),
-               key=lambda perm: sum(scores[a][v] for a, v in zip(anchors, perm)))
-    return {a: (v, scores[a][v]) for a, v in zip(anchors, best)}
+        return {a: min(((v, distances[a][v]) for v in voices), key=lambda vd: vd[1]) for a in anchors}
+    cost = np.array([[distances[a][v] for v in voices] for a in anchors], dtype=np.float64)  # [S, V]
+    rows, cols = linear_sum_assignment(cost)
+    return {anchors[r]: (voices[c], float(cost[r, c])) for r, c in zip(rows, cols)}
 
 
 @register_generator("cascade")
 class CascadeGenerator:
-    """Classical TTS (nearest installed voice) + landmark-warp lip animation of the reference photo."""
+    """Classical TTS (installed voice nearest by MFCC/log-F0 statistics) + landmark-warp lip animation."""
 
     name = "cascade"
     capabilities = Capabilities(multi_subject=True, multi_view=True, voice_reference=True)
@@ -111,33 +118,32 @@ class CascadeGenerator:
     def __init__(self, fps: float = 25.0, size: tuple[int, int] | list[int] = (384, 384), sample_rate: int = 16000,
                  pause_s: float = 0.35, lead_in_s: float = 0.25, tail_s: float = 0.3, voice_match: str = "nearest",
                  distinct_voices: bool = True, line_rms: float = 0.08, voices: list[str] | None = None,
-                 voice_cache_dir: str | None = str(tts.DEFAULT_CACHE_DIR), speaker_weights: str | None = None):
+                 voice_cache_dir: str | None = str(tts.DEFAULT_CACHE_DIR)):
         w, h = (int(v) for v in size)
         self.cfg = CascadeConfig(float(fps), (w, h), int(sample_rate), float(pause_s), float(lead_in_s),
                                  float(tail_s), str(voice_match), bool(distinct_voices), float(line_rms))
         self.anim_cfg = animate.AnimateConfig()
         self.voice_names = list(voices) if voices else None
         self.voice_cache_dir = Path(voice_cache_dir).expanduser() if voice_cache_dir else None
-        self.speaker_weights = speaker_weights
         self.bank: tts.VoiceBank | None = None
-        self._ref_scores: dict[str, dict[str, float]] = {}  # reference voice path -> {voice: cosine}
+        self._ref_distances: dict[str, dict[str, float]] = {}  # reference voice path -> {voice: distance}
 
     # ---------------------------------------------------------------- loading
     def load(self) -> None:
-        """Catalogue the installed voices and embed each once (the voice bank); idempotent."""
+        """Catalogue the installed voices and measure each once (the voice bank, cached on disk); idempotent."""
         if self.bank is not None:
             return
-        from iap_bench.backends.speaker import SpeakerEncoder
-
         installed = tts.installed_voices()
         chosen = [v for v in installed if self.voice_names is None
                   or v.name in self.voice_names or v.voice_id in self.voice_names]
         if not chosen:
             raise FileNotFoundError(f"cascade: none of voices={self.voice_names} is installed; "
                                     f"installed: {[v.name for v in installed]}")
-        self.bank = tts.VoiceBank(SpeakerEncoder(self.speaker_weights), chosen, self.voice_cache_dir)
-        if self.cfg.voice_match != "nearest":
-            self.bank.voice(self.cfg.voice_match)  # fail at load time on an unknown fixed voice
+        nearest = self.cfg.voice_match == "nearest"
+        bank = tts.VoiceBank(chosen, self.voice_cache_dir, load_features=nearest)  # a fixed voice needs none
+        if not nearest:
+            bank.voice(self.cfg.voice_match)  # fail at load time on an unknown fixed voice
+        self.bank = bank
 
     def describe(self) -> dict[str, Any]:
         """Config and identity of every component that shapes the output."""
@@ -151,7 +157,7 @@ class CascadeGenerator:
             "animate": asdict(self.anim_cfg),
             "tts_voices": [v.name for v in self.bank.voices],
             "tts_engines": tts.engine_versions(),
-            "speaker_encoder": {"name": "resemblyzer GE2E", "sha256": self.bank.encoder.checkpoint_sha256},
+            "voice_matcher": tts.matcher_description() if self.cfg.voice_match == "nearest" else {"method": "fixed"},
         }
 
     # ---------------------------------------------------------------- generation
@@ -190,23 +196,26 @@ class CascadeGenerator:
         return normalise_line(wav, self.cfg.line_rms)
 
     def _match_voices(self, item: Item) -> dict[str, dict[str, Any]]:
-        """{anchor: {voice, cosine, scores}}: nearest installed voices (distinct per subject) or the fixed one."""
+        """{anchor: {voice, distance, match, method, distances}}: nearest installed voices (distinct per subject)
+        by the classical matcher, or the fixed voice."""
         assert self.bank is not None
         if self.cfg.voice_match != "nearest":
             name = self.bank.voice(self.cfg.voice_match).name
-            return {s.anchor: {"voice": name, "cosine": None, "match": "fixed"} for s in item.subjects}
-        scores = {s.anchor: self._reference_scores(s) for s in item.subjects}
-        chosen = assign_voices(scores, self.cfg.distinct_voices)
-        return {a: {"voice": v, "cosine": round(c, 4), "match": "nearest",
-                    "scores": {k: round(x, 4) for k, x in scores[a].items()}} for a, (v, c) in chosen.items()}
+            return {s.anchor: {"voice": name, "distance": None, "match": "fixed"} for s in item.subjects}
+        distances = {s.anchor: self._reference_distances(s) for s in item.subjects}
+        chosen = assign_voices(distances, self.cfg.distinct_voices)
+        return {s.anchor: {"voice": chosen[s.anchor][0], "distance": round(chosen[s.anchor][1], 4),
+                           "match": "nearest", "method": f"{tts.FEATURE_METHOD}/v{tts.FEATURE_VERSION}",
+                           "distances": {k: round(x, 4) for k, x in sorted(distances[s.anchor].items())}}
+                for s in item.subjects}
 
-    def _reference_scores(self, subject: Subject) -> dict[str, float]:
-        """Cosine of the subject's reference voice to every bank voice (cached per reference file)."""
+    def _reference_distances(self, subject: Subject) -> dict[str, float]:
+        """Distance of the subject's reference voice to every bank voice (cached per reference file)."""
         assert self.bank is not None
         key = str(subject.voice)
-        if key not in self._ref_scores:
-            self._ref_scores[key] = self.bank.scores(_reference_voice(subject))
-        return self._ref_scores[key]
+        if key not in self._ref_distances:
+            self._ref_distances[key] = self.bank.distances(_reference_voice(subject))
+        return self._ref_distances[key]
 
     def _animate_subject(self, subject: Subject, track_n: np.ndarray, n_frames: int, seed: int) -> np.ndarray:
         """Talking panel [T, H, W, 3] of one subject driven by its own speech track [N]."""
@@ -228,10 +237,10 @@ class CascadeGenerator:
 
 
 def _reference_voice(subject: Subject) -> np.ndarray:
-    """The subject's bound reference voice at 16 kHz [N] (clear error when unbound)."""
+    """The subject's bound reference voice at the feature rate (16 kHz) [N] (clear error when unbound)."""
     from iap_bench.media.refs import load_audio
 
     if subject.voice is None:
         raise MediaError("bad_input", f"cascade: subject {subject.anchor} has no bound reference voice "
                                       "(voice_match=nearest needs one; set a fixed voice name instead)")
-    return np.asarray(load_audio(subject.voice, 16000), dtype=np.float32)
+    return np.asarray(load_audio(subject.voice, tts.FEATURE_SR), dtype=np.float32)

@@ -1,10 +1,16 @@
 """Classical offline TTS for the cascade baseline: catalogue of installed flite/festival voices, synthesis
 through their command-line tools, and a voice bank that picks the installed voice nearest to a reference
-voice by speaker-embedding cosine."""
+voice by a classical statistic (MFCC and log-F0 statistics over voiced frames, standardised distance).
+
+The matcher deliberately uses no learned speaker model: the offline AID-SIM metric scores voices with
+resemblyzer's GE2E encoder, and choosing the voice with that same encoder would make the cascade's AID-SIM
+partly a copy of the metric's own choice instead of a baseline.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import tempfile
@@ -12,16 +18,13 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal
 
 import numpy as np
 import soundfile as sf
 
 from iap_bench.errors import MediaError
 from iap_bench.media.audio import resample
-
-if TYPE_CHECKING:
-    from iap_bench.backends.speaker import SpeakerEncoder
 
 Engine = Literal["flite", "festival"]
 
@@ -37,7 +40,7 @@ FESTIVAL_VOICES: dict[str, str] = {
 }
 FESTIVAL_VOICE_ROOT = Path("/usr/share/festival/voices")
 
-# Read once per voice to place it in speaker-embedding space (phonetically varied, ~6 s of speech).
+# Read once per voice to measure its features (phonetically varied, ~10 s of speech).
 CALIBRATION_TEXT = (
     "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. "
     "It is easy to tell the depth of a well. These days a chicken leg is a rare dish."
@@ -164,58 +167,157 @@ def synthesize_at(text: str, voice: Voice, sample_rate: int) -> np.ndarray:
     return resample(wav, sr, sample_rate)
 
 
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine similarity of two vectors."""
-    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+# ---- classical voice features ----------------------------------------------------------------------------
+FEATURE_SR = 16000
+FEATURE_METHOD = "mfcc-logf0-zscore-euclidean"  # recorded in describe() and in every sample's info
+FEATURE_VERSION = "1"  # bump when anything below changes: it keys the on-disk voice-feature cache
+N_MFCC = 20  # c1..c20; c0 (frame energy) is dropped, recordings differ in level
+MFCC_N_FFT, MFCC_N_MELS = 512, 40  # 32 ms windows, 40 mel bands up to 8 kHz
+HOP = 160  # 10 ms frames, shared by the MFCCs and pYIN so the voicing decision applies to both
+F0_RANGE_HZ = (55.0, 440.0)  # pYIN search range (A1..A4): covers adult male and female speech
+F0_FRAME = 1024  # 64 ms pYIN window (two periods of the lowest F0)
+MIN_VOICED_FRAMES = 20  # fewer voiced 10 ms frames than this: no usable voice
+# Feature layout [D=42]: MFCC means [20], MFCC standard deviations [20], log-F0 median and IQR [2]. Each block is
+# scaled by 1/sqrt(its size) after z-scoring so the three blocks weigh the same in the distance (otherwise the
+# 40 spectral dimensions would drown the 2 pitch ones).
+FEATURE_BLOCKS: tuple[tuple[str, int], ...] = (("mfcc_mean", N_MFCC), ("mfcc_std", N_MFCC), ("log_f0", 2))
+FEATURE_DIM = sum(n for _, n in FEATURE_BLOCKS)
+
+
+def matcher_description() -> dict[str, Any]:
+    """Identity of the voice-matching method (goes into generation keys via the generator's describe())."""
+    import librosa
+
+    return {
+        "method": FEATURE_METHOD,
+        "version": FEATURE_VERSION,
+        "features": "mean+std of MFCC c1..c20 over pYIN-voiced frames; median+IQR of log F0 over voiced frames",
+        "distance": "z-score per feature over catalogue voices + reference, equal weight per block, Euclidean",
+        "librosa": librosa.__version__,
+    }
+
+
+def voice_features(wav16k: np.ndarray) -> np.ndarray:
+    """Classical voice statistics of a 16 kHz recording [N]: [FEATURE_DIM] float64 (layout: FEATURE_BLOCKS).
+
+    Voiced frames come from pYIN; the MFCCs and F0 are summarised over those frames only, so pauses and silence
+    do not count. Raises MediaError("no_speech") when fewer than MIN_VOICED_FRAMES frames are voiced.
+    """
+    import librosa
+
+    wav = np.asarray(wav16k, dtype=np.float32).reshape(-1)
+    rms = float(np.sqrt(np.mean(wav.astype(np.float64) ** 2))) if wav.size else 0.0
+    if wav.size < F0_FRAME or rms < 1e-6:
+        raise MediaError("no_speech", "voice features: recording is empty or silent")
+    wav = wav * np.float32(0.1 / rms)  # fixed level: only the log floor of the mel spectrum ever saw the gain
+    f0, voiced, _ = librosa.pyin(wav, fmin=F0_RANGE_HZ[0], fmax=F0_RANGE_HZ[1], sr=FEATURE_SR,
+                                 frame_length=F0_FRAME, hop_length=HOP)  # [T], [T]
+    mfcc = librosa.feature.mfcc(y=wav, sr=FEATURE_SR, n_mfcc=N_MFCC + 1, n_fft=MFCC_N_FFT, hop_length=HOP,
+                                n_mels=MFCC_N_MELS)[1:]  # [20, T'] without c0
+    n = min(mfcc.shape[1], len(voiced))  # both centred at t*HOP; lengths agree up to a frame
+    mask = voiced[:n] & np.isfinite(f0[:n])
+    if int(mask.sum()) < MIN_VOICED_FRAMES:
+        raise MediaError("no_speech", f"voice features: only {int(mask.sum())} voiced frames "
+                                      f"(need {MIN_VOICED_FRAMES})")
+    mv = mfcc[:, :n][:, mask].astype(np.float64)  # [20, V]
+    log_f0 = np.log(f0[:n][mask].astype(np.float64))  # [V]
+    q25, q50, q75 = np.percentile(log_f0, [25, 50, 75])
+    return np.concatenate([mv.mean(axis=1), mv.std(axis=1), [q50, q75 - q25]])
+
+
+def _block_weights(dim: int) -> np.ndarray:
+    """Per-feature weight [D]: 1/sqrt(block size), so every block of FEATURE_BLOCKS counts the same."""
+    if dim != FEATURE_DIM:
+        return np.ones(dim)
+    return np.concatenate([np.full(n, 1.0 / np.sqrt(n)) for _, n in FEATURE_BLOCKS])
+
+
+def match_distances(ref_d: np.ndarray, voices_vd: np.ndarray) -> np.ndarray:
+    """Standardised distance of a reference [D] to every catalogue voice [V, D]: [V] float64, lower is nearer.
+
+    Pure function of the arrays: each feature is z-scored over the V voices plus the reference (features with no
+    spread contribute nothing), the FEATURE_BLOCKS are weighted equally (when D == FEATURE_DIM), and the result is
+    the Euclidean distance in that space. Invariant to any affine rescaling (a*x + b, a != 0) of a feature column.
+    """
+    ref = np.asarray(ref_d, dtype=np.float64)
+    bank = np.asarray(voices_vd, dtype=np.float64)
+    if ref.ndim != 1 or bank.ndim != 2 or bank.shape[1] != ref.shape[0] or bank.shape[0] == 0:
+        raise ValueError(f"match_distances: need ref [D] and voices [V>=1, D], got {ref.shape} and {bank.shape}")
+    if not (np.isfinite(ref).all() and np.isfinite(bank).all()):
+        raise ValueError("match_distances: features must be finite")
+    x = np.vstack([bank, ref[None]])  # [V+1, D]
+    sd = x.std(axis=0)
+    z = (x - x.mean(axis=0)) / np.where(sd > 1e-12 * (1 + np.abs(x).max(axis=0)), sd, np.inf)
+    z = z * _block_weights(x.shape[1])
+    return np.linalg.norm(z[:-1] - z[-1], axis=1)
 
 
 class VoiceBank:
-    """Speaker embeddings of every installed voice reading CALIBRATION_TEXT (cached on disk per voice)."""
+    """Classical features of every installed voice reading CALIBRATION_TEXT (cached on disk per voice and
+    feature-method version); picks the voice nearest to a reference voice with ``match_distances``."""
 
-    def __init__(
-        self,
-        encoder: SpeakerEncoder | None = None,
-        voices: list[Voice] | None = None,
-        cache_dir: Path | None = DEFAULT_CACHE_DIR,
-    ):
-        if encoder is None:
-            from iap_bench.backends.speaker import SpeakerEncoder
-
-            encoder = SpeakerEncoder()
-        self.encoder = encoder
+    def __init__(self, voices: list[Voice] | None = None, cache_dir: Path | None = DEFAULT_CACHE_DIR,
+                 load_features: bool = True):
         self.voices = list(voices) if voices is not None else installed_voices()
         if not self.voices:
             raise FileNotFoundError("no TTS voice installed; `apt-get install flite festival festvox-us-slt-hts`")
         self.cache_dir = cache_dir
-        self.embeddings: dict[str, np.ndarray] = {v.name: self._embedding(v) for v in self.voices}  # name -> [256]
+        self._features: dict[str, np.ndarray] | None = None  # name -> [FEATURE_DIM]
+        if load_features:
+            self.load_features()
+
+    @property
+    def features(self) -> dict[str, np.ndarray]:
+        """Voice name -> features [FEATURE_DIM], computed (or read from the cache) on first use."""
+        return self.load_features()
+
+    def load_features(self) -> dict[str, np.ndarray]:
+        """Compute or read every voice's features once; idempotent."""
+        if self._features is None:
+            self._features = {v.name: self._voice_features(v) for v in self.voices}
+        return self._features
 
     def _cache_key(self, voice: Voice) -> str:
-        parts = [voice.name, CALIBRATION_TEXT, engine_versions().get(voice.engine, ""), self.encoder.checkpoint_sha256]
+        import librosa
+
+        parts = [voice.name, CALIBRATION_TEXT, engine_versions().get(voice.engine, ""), FEATURE_METHOD,
+                 FEATURE_VERSION, librosa.__version__]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
 
-    def _embedding(self, voice: Voice) -> np.ndarray:
-        """Embedding [256] of ``voice`` reading the calibration text, from the cache when present."""
-        path = self.cache_dir / f"{self._cache_key(voice)}.npy" if self.cache_dir else None
+    def cache_path(self, voice: Voice) -> Path | None:
+        """Where ``voice``'s features are cached (None without a cache dir)."""
+        return self.cache_dir / f"feat-{self._cache_key(voice)}.npy" if self.cache_dir else None
+
+    def _voice_features(self, voice: Voice) -> np.ndarray:
+        """Features [FEATURE_DIM] of ``voice`` reading the calibration text, from the cache when present."""
+        path = self.cache_path(voice)
         if path is not None and path.exists():
-            return np.load(path)
-        emb = self.encoder.embed(synthesize_at(CALIBRATION_TEXT, voice, 16000)).astype(np.float32)
+            feats = np.load(path)
+            if feats.shape == (FEATURE_DIM,) and np.isfinite(feats).all():
+                return feats
+        feats = voice_features(synthesize_at(CALIBRATION_TEXT, voice, FEATURE_SR))
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.npy")
-            np.save(tmp, emb)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+            np.save(tmp, feats)
             tmp.replace(path)
-        return emb
+        return feats
 
-    def scores(self, ref_wav16k: np.ndarray) -> dict[str, float]:
-        """Cosine of the reference voice [N] (16 kHz) to every installed voice, by voice name."""
-        ref = self.encoder.embed(ref_wav16k)
-        return {name: cosine(ref, emb) for name, emb in self.embeddings.items()}
+    def distances_to(self, ref_features: np.ndarray) -> dict[str, float]:
+        """Distance of reference features [FEATURE_DIM] to every voice of the bank, by voice name."""
+        names = [v.name for v in self.voices]
+        dist = match_distances(ref_features, np.stack([self.features[n] for n in names]))
+        return {n: float(d) for n, d in zip(names, dist)}
+
+    def distances(self, ref_wav16k: np.ndarray) -> dict[str, float]:
+        """Distance of the reference voice [N] (16 kHz) to every installed voice, by voice name."""
+        return self.distances_to(voice_features(ref_wav16k))
 
     def nearest_voice(self, ref_wav16k: np.ndarray) -> tuple[Voice, float]:
-        """The installed voice nearest to the reference voice [N] (16 kHz), with its cosine."""
-        scores = self.scores(ref_wav16k)
-        best = max(scores, key=scores.__getitem__)
-        return next(v for v in self.voices if v.name == best), scores[best]
+        """The installed voice nearest to the reference voice [N] (16 kHz), with its distance."""
+        dist = self.distances(ref_wav16k)
+        best = min(sorted(dist), key=dist.__getitem__)
+        return next(v for v in self.voices if v.name == best), dist[best]
 
     def voice(self, name: str) -> Voice:
         """A voice of this bank by catalogue name."""
