@@ -38,8 +38,9 @@ def test_train_tiny_then_sweep_checkpoints_through_harness(tmp_path: Path) -> No
         s = json.loads((tmp_path / "sweep" / job / "summary.json").read_text())
         assert s["generated"] == 2 and s["generation_failures"] == 0
     board = pd.read_csv(tmp_path / "sweep" / "1" / "leaderboard" / "leaderboard.csv")
-    labels = set(board.iloc[:, 0].astype(str))
-    assert {"iap:step_0000020", "iap:step_0000040"} <= labels
+    labels = sorted(board.iloc[:, 0].astype(str))
+    assert len(labels) == 2  # one row per checkpoint: named by run/step plus a content hash
+    assert labels[0].startswith("iap:train/step_0000020@") and labels[1].startswith("iap:train/step_0000040@")
     side = next((tmp_path / "sweep" / "0" / "samples").rglob("*.json"))
     info = json.loads(side.read_text())
     assert info["config"]["checkpoint_sha256"] and info["generator"] == "iap"
