@@ -172,31 +172,11 @@ def write_leaderboard(cfg: DictConfig, store: Any, benchmark: Any, out_dir: Path
 
 
 def job_validate(cfg: DictConfig, console: Console) -> int:
-    from iap_bench.benchmark.manifest import load_manifest
-    from iap_bench.benchmark.pack import unbound_report
-    from iap_bench.benchmark.validate import validate
+    from iap_bench.benchmark.validate import validate_report
 
-    manifest = resolve_path(cfg.benchmark.manifest)
-    pack = resolve_path(cfg.benchmark.get("pack"))
-    problems = validate(manifest, pack_dir=pack, check_media=True)
-    errors = [p for p in problems if p.severity == "error"]
-    for p in problems:
-        colour = "red" if p.severity == "error" else "yellow"
-        console.print(f"[{colour}]{p.severity}[/] {p.item_id} {p.field}: {p.message}")
-    try:
-        bench = load_benchmark_from_cfg(cfg)
-    except ManifestError:
-        bench = load_manifest(manifest)
-    if bench.unbound_slots:
-        console.print(unbound_report(bench))
-    ok = not errors and not bench.unbound_slots
-    console.print(
-        f"[bold]{bench.name}[/]: {len(bench.items)} items "
-        f"({len(bench.split('single'))} single / {len(bench.split('multi'))} multi), "
-        f"{len(errors)} error(s), {len(problems) - len(errors)} warning(s), "
-        f"{len(bench.unbound_slots)} unbound slot(s), pack hash {bench.pack_hash or '-'}"
-    )
-    return 0 if ok else 1
+    report = validate_report(resolve_path(cfg.benchmark.manifest), resolve_path(cfg.benchmark.get("pack")))
+    report.print_rich(console)  # each problem once, unbound slots (no pack given), one summary line
+    return report.exit_code
 
 
 def _generator_from_cfg(cfg: DictConfig) -> tuple[Any, str]:
@@ -301,7 +281,7 @@ def app(cfg: DictConfig) -> int:
     code: int
     if cfg.job not in jobs:
         err.print(f"error: unknown job {cfg.job!r}; choose one of {', '.join(JOBS)}", markup=False,
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
         code = 2
     else:
         try:
@@ -310,11 +290,11 @@ def app(cfg: DictConfig) -> int:
             check_config(cfg)
             code = jobs[cfg.job](cfg, console)
         except (MissingCheckpointError, ManifestError, IAPBenchError) as e:
-            err.print(f"error: {e}", style="red", markup=False, highlight=False)
+            err.print(f"error: {e}", style="red", markup=False, highlight=False, soft_wrap=True)
             code = 2
         except OSError as e:  # an unusable path the checks could not foresee: one line, with the path
             err.print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), style="red", markup=False,
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
             code = 2
     if code and not is_multirun():
         sys.exit(code)

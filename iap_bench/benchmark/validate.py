@@ -12,16 +12,18 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from iap_bench.benchmark.manifest import ANCHOR_IN_TEXT_RE, Problem, errors_of, read_manifest
-from iap_bench.benchmark.pack import inspect_pack, slot_users, unbound_report
+from iap_bench.benchmark.pack import PACK_LAYOUT, inspect_pack, slot_users, unbound_report
 from iap_bench.benchmark.schema import Benchmark, Item
 
-__all__ = ["Problem", "validate", "check_structure", "check_media_files", "format_problems", "main"]
+__all__ = ["Problem", "ValidationReport", "validate", "validate_report", "check_structure",
+           "check_media_files", "format_problems", "main"]
 
 # Split counts a named benchmark must have when its manifest does not say (manifest key: expected_splits).
 EXPECTED_SPLITS: dict[str, dict[str, int]] = {"iap100": {"single": 70, "multi": 30}}
@@ -169,26 +171,40 @@ def _video_problem(path: Path) -> str | None:
 
 
 def check_media_files(bench: Benchmark) -> list[Problem]:
-    """Decode every bound reference (faces, voices) and ground-truth file once; report what fails."""
-    out: list[Problem] = []
-    seen: dict[Path, str | None] = {}
+    """Decode every bound reference (faces, voices) and ground-truth file once; report each bad file once.
 
-    def once(path: Path, check) -> str | None:
-        if path not in seen:
-            seen[path] = check(path)
-        return seen[path]
+    A file shared by several items (a slot's face or voice) is reported under its first user, naming the others.
+    """
+    found: dict[Path, tuple[str, str, str] | None] = {}  # path -> (first item id, field, message) or None
+    users: dict[Path, list[str]] = {}
+
+    def visit(item_id: str, field: str, path: Path, check) -> None:
+        if path not in found:
+            msg = check(path)
+            found[path] = (item_id, field, msg) if msg else None
+        if found[path] is not None and item_id not in users.setdefault(path, []):
+            users[path].append(item_id)
 
     for item in bench.items:
         for k, s in enumerate(item.subjects):
             for j, face in enumerate(s.faces):
-                if msg := once(face, _image_problem):
-                    out.append(Problem(item.id, f"subjects[{k}].faces[{j}]", msg))
-            if s.voice is not None and (msg := once(s.voice, _audio_problem)):
-                out.append(Problem(item.id, f"subjects[{k}].voice", msg))
-        if item.ground_truth_audio and (msg := once(item.ground_truth_audio, _audio_problem)):
-            out.append(Problem(item.id, "ground_truth.audio", msg))
-        if item.ground_truth_video and (msg := once(item.ground_truth_video, _video_problem)):
-            out.append(Problem(item.id, "ground_truth.video", msg))
+                visit(item.id, f"subjects[{k}].faces[{j}]", face, _image_problem)
+            if s.voice is not None:
+                visit(item.id, f"subjects[{k}].voice", s.voice, _audio_problem)
+        if item.ground_truth_audio:
+            visit(item.id, "ground_truth.audio", item.ground_truth_audio, _audio_problem)
+        if item.ground_truth_video:
+            visit(item.id, "ground_truth.video", item.ground_truth_video, _video_problem)
+    out: list[Problem] = []
+    for path, hit in found.items():
+        if hit is None:
+            continue
+        item_id, field, msg = hit
+        others = [u for u in users[path] if u != item_id]
+        if others:
+            shown = ", ".join(others[:8]) + (f", ... (+{len(others) - 8})" if len(others) > 8 else "")
+            msg += f" (also used by {shown})"
+        out.append(Problem(item_id, field, msg))
     return out
 
 
@@ -199,15 +215,20 @@ def _unbound_problems(bench: Benchmark, pack_given: bool) -> list[Problem]:
         return []
     if not pack_given:
         return [Problem("<pack>", "pack", f"{len(missing)} identity slot(s) unbound (no media pack given); "
-                        "see unbound_report()", "warning")]
+                        "bind them with benchmark.pack=/path/to/pack", "warning")]
     users = slot_users(bench)
     return [Problem(users[s][0], f"slot:{s}", f"no folder {bench.pack_dir}/{s} in the media pack "
                     f"(used by {', '.join(users[s])})") for s in missing]
 
 
-def validate(benchmark_or_manifest: Benchmark | str | Path, pack_dir: str | Path | None = None,
-             check_media: bool = True) -> list[Problem]:
-    """Every problem of a manifest (path) or loaded benchmark, plus its media pack when given."""
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    """Each problem once (first occurrence kept, order preserved)."""
+    return list(dict.fromkeys(problems))
+
+
+def _validate(benchmark_or_manifest: Benchmark | str | Path, pack_dir: str | Path | None,
+              check_media: bool) -> tuple[Benchmark | None, list[Problem]]:
+    """(the benchmark bound to the pack as far as possible, or None if unreadable; every problem once)."""
     if isinstance(benchmark_or_manifest, Benchmark):
         bench: Benchmark | None = benchmark_or_manifest
         problems = check_structure(bench)
@@ -216,7 +237,7 @@ def validate(benchmark_or_manifest: Benchmark | str | Path, pack_dir: str | Path
         if bench is not None:
             problems += check_structure(bench, raw)
     if bench is None:
-        return problems
+        return None, _dedupe(problems)
     if pack_dir is not None:
         bench, pack_problems = inspect_pack(bench, Path(pack_dir))
         problems += pack_problems
@@ -224,7 +245,94 @@ def validate(benchmark_or_manifest: Benchmark | str | Path, pack_dir: str | Path
         problems += _unbound_problems(bench, pack_given=bench.pack_dir is not None)
     if check_media:
         problems += check_media_files(bench)
-    return problems
+    return bench, _dedupe(problems)
+
+
+def validate(benchmark_or_manifest: Benchmark | str | Path, pack_dir: str | Path | None = None,
+             check_media: bool = True) -> list[Problem]:
+    """Every problem of a manifest (path) or loaded benchmark, plus its media pack when given; each once."""
+    return _validate(benchmark_or_manifest, pack_dir, check_media)[1]
+
+
+@dataclass
+class ValidationReport:
+    """What ``iap-bench validate`` prints: every problem once, the unbound slots (only when no pack was given:
+    with a pack, each missing slot folder is already an error), and one summary line."""
+
+    manifest: Path | None
+    benchmark: Benchmark | None
+    problems: list[Problem]
+    pack_dir: Path | None = None
+
+    @property
+    def errors(self) -> list[Problem]:
+        return errors_of(self.problems)
+
+    @property
+    def unbound_slots(self) -> tuple[str, ...]:
+        return tuple(self.benchmark.unbound_slots) if self.benchmark is not None else ()
+
+    @property
+    def exit_code(self) -> int:
+        """0 when there is no error and every slot is bound, else 1."""
+        return 1 if self.errors or self.unbound_slots or self.benchmark is None else 0
+
+    def shown(self) -> list[Problem]:
+        """Problems to list, errors first; without a pack, the unbound-slot warning gives way to the block."""
+        block = self.unbound_block() is not None
+        listed = [p for p in self.problems
+                  if not (block and p.item_id == "<pack>" and p.field == "pack" and p.severity == "warning")]
+        return sorted(listed, key=lambda p: p.severity != "error")
+
+    def unbound_block(self) -> str | None:
+        """Which slots are unbound and how to bind them (no pack given), else None."""
+        if self.benchmark is None or not self.unbound_slots or self.pack_dir is not None:
+            return None
+        return unbound_report(self.benchmark)
+
+    def summary(self) -> str:
+        shown = self.shown()
+        n_err = len(errors_of(shown))
+        n_warn = len(shown) - n_err
+        if self.benchmark is None:
+            return f"{self.manifest}: cannot be read, {n_err} error(s), {n_warn} warning(s)"
+        b = self.benchmark
+        pack = f", pack {self.pack_dir}" if self.pack_dir is not None else ", no media pack"
+        return (f"{b.name}: {len(b.items)} items ({len(b.split('single'))} single / {len(b.split('multi'))} multi), "
+                f"{n_err} error(s), {n_warn} warning(s), {len(self.unbound_slots)} unbound slot(s){pack}, "
+                f"pack hash {(b.pack_hash if not n_err else None) or '-'}")
+
+    def lines(self) -> list[str]:
+        """Plain text: one line per problem, the unbound-slot block if any, the summary line last."""
+        out = [str(p) for p in self.shown()]
+        if (block := self.unbound_block()) is not None:
+            out.append(block)
+        if self.pack_dir is not None and any(p.field.startswith("slot:") for p in self.errors):
+            out.append("Each slot folder of a media pack holds:\n" + PACK_LAYOUT)
+        out.append(self.summary())
+        return out
+
+    def text(self) -> str:
+        return "\n".join(self.lines())
+
+    def print_rich(self, console: Any) -> None:
+        """The same lines through a rich Console, severities coloured (messages never parsed as markup)."""
+        from rich.text import Text
+
+        for p in self.shown():
+            colour = "red" if p.severity == "error" else "yellow"
+            where = f"{p.item_id}.{p.field}" if p.field else p.item_id
+            console.print(Text.assemble((p.severity, colour), f": {where}: {p.message}"), soft_wrap=True)
+        rest = self.lines()[len(self.shown()):]
+        for k, line in enumerate(rest):
+            console.print(Text(line, style="bold" if k == len(rest) - 1 else ""), soft_wrap=True)
+
+
+def validate_report(manifest: str | Path, pack_dir: str | Path | None = None,
+                    check_media: bool = True) -> ValidationReport:
+    """Validate a manifest (+ pack) for display: see ``ValidationReport``."""
+    bench, problems = _validate(Path(manifest), pack_dir, check_media)
+    return ValidationReport(Path(manifest), bench, problems, Path(pack_dir) if pack_dir is not None else None)
 
 
 def format_problems(problems: list[Problem]) -> str:
@@ -236,18 +344,15 @@ def format_problems(problems: list[Problem]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: validate a manifest (+ pack); exit code 1 if any error was found."""
+    """CLI: validate a manifest (+ pack); exit code 1 if any error was found or a slot is unbound."""
     ap = argparse.ArgumentParser(description="Validate an IAP-Bench manifest and its media pack.")
     ap.add_argument("manifest", type=Path)
     ap.add_argument("--pack", type=Path, default=None, help="media pack folder (one subfolder per slot)")
     ap.add_argument("--no-media", action="store_true", help="skip decoding the media files")
     args = ap.parse_args(argv)
-    problems = validate(args.manifest, args.pack, check_media=not args.no_media)
-    print(format_problems(problems))
-    bench, _, _ = read_manifest(args.manifest)
-    if bench is not None and args.pack is None:
-        print(unbound_report(bench))
-    return 1 if errors_of(problems) else 0
+    report = validate_report(args.manifest, args.pack, check_media=not args.no_media)
+    print(report.text())
+    return report.exit_code
 
 
 if __name__ == "__main__":

@@ -17,9 +17,18 @@ from iap_bench.generators.base import Capabilities, GeneratedSample, register_ge
 
 
 def probe_rates(path: Path) -> tuple[float, int]:
-    """(video fps, audio sample rate) from container headers, without decoding; 0 for a missing stream."""
+    """(video fps, audio sample rate) from container headers, without decoding; 0 for a missing stream.
+
+    Raises MediaError("empty") for a 0-byte file, MediaError("decode_error") for anything FFmpeg cannot open.
+    """
     import av
 
+    try:
+        empty = Path(path).stat().st_size == 0
+    except OSError:
+        empty = False  # missing / unreadable: av.open reports it as decode_error
+    if empty:
+        raise MediaError("empty", f"{path}: file is empty (0 bytes)")
     try:
         with av.open(str(path), metadata_errors="ignore") as c:
             fps = 0.0

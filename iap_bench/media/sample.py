@@ -93,6 +93,12 @@ def decode_container(path: Path) -> Decoded:
     """One demux/decode pass over video + audio; raises MediaError(decode_error|empty)."""
     import av
 
+    try:
+        empty = Path(path).stat().st_size == 0  # FFmpeg would call it "invalid data"
+    except OSError:
+        empty = False  # missing / unreadable: av.open reports it as decode_error
+    if empty:
+        raise MediaError("empty", f"{path}: file is empty (0 bytes)")
     DECODE_COUNTS[str(path)] += 1
     try:
         container = av.open(str(path), metadata_errors="ignore")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-from benchmark_helpers import MINI, MINI_PACK, copy_slot, item, write_manifest
+from benchmark_helpers import IAP100, MINI, MINI_PACK, copy_slot, item, write_manifest
 
 from iap_bench.benchmark.manifest import Problem, load_manifest
-from iap_bench.benchmark.validate import format_problems, main, validate
+from iap_bench.benchmark.validate import format_problems, main, validate, validate_report
 from iap_bench.errors import ManifestError
 
 
@@ -139,3 +139,64 @@ def test_cli_exit_codes(broken, capsys):
     assert main([str(path), "--pack", str(pack)]) == 1
     assert "error(s)" in capsys.readouterr().out
     assert main([str(MINI), "--pack", str(MINI_PACK)]) == 0
+
+
+def _problem_lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln.startswith(("error: ", "warning: "))]
+
+
+def test_report_prints_each_problem_once_with_one_summary(broken, capsys):
+    path, pack = broken
+    report = validate_report(path, pack)
+    assert len(set(report.problems)) == len(report.problems)
+    text = report.text()
+    lines = _problem_lines(text)
+    assert lines and len(lines) == len(set(lines)) == len(report.shown())
+    assert "no media pack given" not in text  # a pack was given: its missing slots are errors, not "unbound"
+    assert "slot:never_made" in text and sum("never_made" in ln for ln in text.splitlines()) == 1
+    summary = text.splitlines()[-1]
+    assert summary.startswith("test-bench: ") and f"{len(report.errors)} error(s)" in summary
+    assert f"pack {pack}" in summary and report.exit_code == 1
+    assert main([str(path), "--pack", str(pack)]) == 1
+    assert capsys.readouterr().out.strip() == text
+
+
+def test_shared_bad_file_reported_once_naming_its_users(tmp_path):
+    pack = tmp_path / "pack"
+    copy_slot(pack, "ok", "id_001")
+    (copy_slot(pack, "bad_img", "id_003") / "faces" / "face_1.jpg").write_bytes(b"not a jpeg at all" * 10)
+    items = [item("one", ["bad_img"]), item("two", ["bad_img"]), item("three", ["ok", "bad_img"])]
+    report = validate_report(write_manifest(tmp_path / "m.yaml", items), pack)
+    bad = [p for p in report.problems if "unreadable image" in p.message]
+    assert len(bad) == 1 and bad[0].item_id == "one" and "also used by two, three" in bad[0].message
+    assert report.text().count("unreadable image") == 1
+
+
+def test_report_without_pack_lists_unbound_slots_once():
+    report = validate_report(IAP100, None, check_media=False)
+    text = report.text()
+    assert "no media pack given" in text and text.count("no media pack given") == 1
+    assert "benchmark.pack=" in text and text.count("  id_001: used by") == 1
+    assert report.exit_code == 1 and text.splitlines()[-1].startswith("iap100: 100 items (70 single / 30 multi)")
+    assert "60 unbound slot(s)" in text.splitlines()[-1]
+
+
+def test_report_of_broken_manifest_lists_each_error_once(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("name: x\nitems:\n  - id: a\n    split: weird\n", encoding="utf-8")
+    report = validate_report(path, MINI_PACK)
+    lines = _problem_lines(report.text())
+    assert len(lines) == len(set(lines)) == len(report.problems) >= 5
+    assert "pack hash -" in report.text().splitlines()[-1] and report.exit_code == 1
+
+
+def test_report_prints_through_rich_without_markup(broken):
+    from rich.console import Console
+
+    path, pack = broken
+    report = validate_report(path, pack)
+    console = Console(record=True, width=80, color_system=None)
+    report.print_rich(console)
+    out = console.export_text()
+    assert _problem_lines(out) == _problem_lines(report.text())  # one physical line each, even past 80 columns
+    assert out.strip().splitlines()[-1] == report.summary()

@@ -133,3 +133,28 @@ def test_damaged_and_truncated_files_fail_cleanly(tmp_path, av_clip):
         assert e.reason in ("decode_error", "empty")
     else:
         assert frames.ndim == 4 and frames.shape[0] > 0
+
+
+def test_zero_byte_file_is_empty_not_decode_error(tmp_path):
+    """A 0-byte file is reported as `empty` by the decoder and by the precomputed adapter's header probe."""
+    from iap_bench.generators.precomputed import probe_rates
+    from iap_bench.media.sample import decode_container
+
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    before = DECODE_COUNTS[str(empty)]
+    with pytest.raises(MediaError) as e:
+        decode_container(empty)
+    assert e.value.reason == "empty" and str(empty) in e.value.detail
+    assert DECODE_COUNTS[str(empty)] == before  # no decode pass was attempted
+    with pytest.raises(MediaError) as e:
+        probe_rates(empty)
+    assert e.value.reason == "empty" and str(empty) in e.value.detail
+    # a missing or corrupt file is still a decode_error
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not an mp4 at all" * 10)
+    for path in (tmp_path / "missing.mp4", junk):
+        for fn in (decode_container, probe_rates):
+            with pytest.raises(MediaError) as e:
+                fn(path)
+            assert e.value.reason == "decode_error", (fn, path)
