@@ -82,7 +82,7 @@ def store_sources(cfg: DictConfig) -> list[Path]:
 
 
 def load_benchmark_from_cfg(cfg: DictConfig) -> Any:
-    from iap_bench.benchmark.manifest import load_benchmark
+    from iap_bench.benchmark.loader import load_benchmark
 
     return load_benchmark(resolve_path(cfg.benchmark.manifest), resolve_path(cfg.benchmark.get("pack")))
 

@@ -8,16 +8,14 @@ The parser never raises on bad content: it returns the benchmark it could build 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
+from iap_bench.benchmark.problems import Problem, Severity, errors_of  # noqa: F401  (re-exported)
 from iap_bench.benchmark.schema import Benchmark, Item, StructuredPrompt, Subject, SubjectPrompt, Turn
-from iap_bench.errors import ManifestError
-
-Severity = Literal["error", "warning"]
 
 ANCHOR_RE = re.compile(r"^<S[1-9][0-9]*>$")
 ANCHOR_IN_TEXT_RE = re.compile(r"<S[0-9]+>")
@@ -27,25 +25,6 @@ ITEM_KEYS = {"id", "split", "duration_s", "tags", "scene", "camera", "ambience",
              "script", "ground_truth"}
 SUBJECT_KEYS = {"anchor", "slot", "language", "views", "appearance", "action", "expression"}
 TOP_KEYS = {"name", "version", "description", "expected_splits", "items"}
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One issue in a manifest or media pack: where (item id, field), what, and how bad."""
-
-    item_id: str
-    field: str
-    message: str
-    severity: Severity = "error"
-
-    def __str__(self) -> str:
-        where = f"{self.item_id}.{self.field}" if self.field else self.item_id
-        return f"{self.severity}: {where}: {self.message}"  # no [brackets]: safe to print through rich
-
-
-def errors_of(problems: list[Problem]) -> list[Problem]:
-    """Only the error-level problems (warnings do not block loading)."""
-    return [p for p in problems if p.severity == "error"]
 
 
 def read_manifest_yaml(path: Path) -> tuple[dict[str, Any] | None, list[Problem]]:
@@ -255,26 +234,3 @@ def read_manifest(path: str | Path) -> tuple[Benchmark | None, dict[str, Any] | 
         return None, None, problems
     bench, more = parse_manifest(raw, path.resolve().parent)
     return bench, raw, problems + more
-
-
-def load_manifest(path: str | Path) -> Benchmark:
-    """Load a manifest YAML into an unbound Benchmark; raises ManifestError listing every error found."""
-    from iap_bench.benchmark.validate import check_structure
-
-    bench, raw, problems = read_manifest(path)
-    if bench is not None and raw is not None:
-        problems = problems + check_structure(bench, raw)
-    errors = errors_of(problems)
-    if errors or bench is None:
-        raise ManifestError([str(p) for p in errors] or [f"cannot load manifest {path}"])
-    return bench
-
-
-def load_benchmark(manifest_path: str | Path, pack_dir: str | Path | None = None) -> Benchmark:
-    """Load a manifest and, when a media pack is given, bind its identity slots (pack_hash set iff fully bound)."""
-    bench = load_manifest(manifest_path)
-    if pack_dir is None:
-        return bench
-    from iap_bench.benchmark.pack import bind
-
-    return bind(bench, Path(pack_dir))

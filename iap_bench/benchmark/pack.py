@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from iap_bench.benchmark.manifest import Problem, errors_of
+from iap_bench.benchmark.problems import Problem, errors_of
 from iap_bench.benchmark.schema import Benchmark, Item, Subject
 from iap_bench.errors import ManifestError
 from iap_bench.hashing import file_sha256

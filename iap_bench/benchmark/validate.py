@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from iap_bench.benchmark.manifest import ANCHOR_IN_TEXT_RE, Problem, errors_of, read_manifest
+from iap_bench.benchmark.manifest import ANCHOR_IN_TEXT_RE, read_manifest
 from iap_bench.benchmark.pack import PACK_LAYOUT, inspect_pack, slot_users, unbound_report
+from iap_bench.benchmark.problems import Problem, errors_of
 from iap_bench.benchmark.schema import Benchmark, Item
 
 __all__ = ["Problem", "ValidationReport", "validate", "validate_report", "check_structure",

@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 import pytest
 from benchmark_helpers import IAP100, copy_slot
 
-from iap_bench.benchmark.manifest import load_benchmark, load_manifest
+from iap_bench.benchmark.loader import load_benchmark, load_manifest
 from iap_bench.benchmark.pack import bind, unbound_report
 from iap_bench.benchmark.validate import validate
 

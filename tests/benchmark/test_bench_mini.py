@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import dlib
 import numpy as np
@@ -12,7 +13,7 @@ import yaml
 from benchmark_helpers import MINI, MINI_PACK, ROOT, copy_slot, item, write_manifest
 from PIL import Image
 
-from iap_bench.benchmark.manifest import load_benchmark, load_manifest
+from iap_bench.benchmark.loader import load_benchmark, load_manifest
 from iap_bench.benchmark.pack import bind, pack_hash
 from iap_bench.benchmark.validate import validate
 from iap_bench.errors import ManifestError

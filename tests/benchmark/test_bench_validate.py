@@ -7,7 +7,8 @@ import pytest
 import soundfile as sf
 from benchmark_helpers import IAP100, MINI, MINI_PACK, copy_slot, item, write_manifest
 
-from iap_bench.benchmark.manifest import Problem, load_manifest
+from iap_bench.benchmark.loader import load_manifest
+from iap_bench.benchmark.problems import Problem
 from iap_bench.benchmark.validate import format_problems, main, validate, validate_report
 from iap_bench.errors import ManifestError
 

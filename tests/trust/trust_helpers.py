@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from iap_bench.benchmark.manifest import load_benchmark
+from iap_bench.benchmark.loader import load_benchmark
 from iap_bench.benchmark.schema import Benchmark, Item
 from iap_bench.errors import MediaError
 from iap_bench.metrics.base import EvalSample, Metric, MetricValue
