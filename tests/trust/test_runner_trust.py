@@ -137,3 +137,22 @@ def test_metric_params_are_part_of_the_key(setup, tmp_path: Path) -> None:
     m2 = CountingMetric(scale=2.0)
     _run(bench, store, tmp_path, samples, "x", [m2], items, run="r2")
     assert len(m2.calls) == 2 and store.count("scores") == 4
+
+
+def test_device_and_threads_reach_every_metric(setup, tmp_path: Path) -> None:
+    """eval.device / eval.threads are handed to each metric before it loads."""
+    bench, items, samples, store = setup
+    m = CountingMetric()
+    runner = Runner(bench, store, tmp_path / "r", console=QUIET, device="cuda:1", threads=3)
+    refs = runner.generate(PrecomputedGenerator(samples, label="x"), "x", items, "r")
+    runner.evaluate(refs, [m], "r")
+    assert (m.device, m.threads) == ("cuda:1", 3)
+    assert m.identity() == CountingMetric().identity()  # placement never changes what a number is
+
+
+def test_run_dirs_are_unique_per_microsecond() -> None:
+    """Item 13: two jobs started in the same second never share a run directory."""
+    import yaml
+
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[2] / "conf" / "config.yaml").read_text())
+    assert "%f" in cfg["hydra"]["run"]["dir"] and "%f" in cfg["hydra"]["sweep"]["dir"]
