@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy.spatial import Delaunay
 
 from iap_bench.errors import MediaError
 
@@ -128,6 +127,8 @@ def control_points(landmarks_68x2: np.ndarray, size_wh: tuple[int, int]) -> np.n
 
 def triangulate(points_kx2: np.ndarray) -> np.ndarray:
     """Delaunay triangles [M, 3] (indices into the points)."""
+    from scipy.spatial import Delaunay  # lazy: a re-run that reuses every sample never triangulates
+
     return Delaunay(points_kx2.astype(np.float64)).simplices.astype(np.int64)
 
 
