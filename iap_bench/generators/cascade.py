@@ -214,7 +214,11 @@ class CascadeGenerator:
         assert self.bank is not None
         key = str(subject.voice)
         if key not in self._ref_distances:
-            self._ref_distances[key] = self.bank.distances(_reference_voice(subject))
+            if subject.voice is None or not Path(subject.voice).is_file():
+                self._ref_distances[key] = self.bank.distances(_reference_voice(subject))  # its clear error
+            else:
+                feats = self.bank.reference_features(Path(subject.voice), lambda: _reference_voice(subject))
+                self._ref_distances[key] = self.bank.distances_to(feats)
         return self._ref_distances[key]
 
     def _animate_subject(self, subject: Subject, track_n: np.ndarray, n_frames: int, seed: int) -> np.ndarray:

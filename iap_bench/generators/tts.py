@@ -309,6 +309,27 @@ class VoiceBank:
         dist = match_distances(ref_features, np.stack([self.features[n] for n in names]))
         return {n: float(d) for n, d in zip(names, dist)}
 
+    def reference_features(self, path: Path, load_wav16k: Any) -> np.ndarray:
+        """Features of a reference voice file, cached on disk by its content hash (pyin is slow)."""
+        import librosa
+
+        from iap_bench.hashing import file_sha256
+
+        key = hashlib.sha256("\n".join(["ref", file_sha256(path), FEATURE_METHOD, FEATURE_VERSION,
+                                         librosa.__version__]).encode()).hexdigest()[:24]
+        cached = self.cache_dir / f"ref-{key}.npy" if self.cache_dir else None
+        if cached is not None and cached.exists():
+            feats = np.load(cached)
+            if feats.shape == (FEATURE_DIM,) and np.isfinite(feats).all():
+                return feats
+        feats = voice_features(load_wav16k())
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_suffix(f".{os.getpid()}.tmp.npy")
+            np.save(tmp, feats)
+            tmp.replace(cached)
+        return feats
+
     def distances(self, ref_wav16k: np.ndarray) -> dict[str, float]:
         """Distance of the reference voice [N] (16 kHz) to every installed voice, by voice name."""
         return self.distances_to(voice_features(ref_wav16k))
