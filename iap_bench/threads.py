@@ -10,6 +10,12 @@ import os
 import sys
 
 _ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+_CURRENT: int | None = None  # what set_threads chose (None: libraries' own defaults)
+
+
+def current_threads() -> int | None:
+    """The cap set by ``set_threads`` for code that sizes its own pools (FFmpeg decoders), or None."""
+    return _CURRENT
 
 
 def default_threads(parallel_jobs: int = 1) -> int:
@@ -23,7 +29,9 @@ def default_threads(parallel_jobs: int = 1) -> int:
 
 def set_threads(n: int) -> int:
     """Cap every thread pool at ``n``; returns ``n``. Safe to call before or after the heavy imports."""
+    global _CURRENT
     n = max(1, int(n))
+    _CURRENT = n
     for var in _ENV_VARS:
         os.environ[var] = str(n)
     torch = sys.modules.get("torch")

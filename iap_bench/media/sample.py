@@ -113,6 +113,10 @@ def decode_container(path: Path) -> Decoded:
             streams = [s for s in (vs, aus) if s is not None]
             if vs is not None:
                 vs.thread_type = "AUTO"
+                from iap_bench.threads import current_threads
+
+                if current_threads():  # FFmpeg's decoder threads follow eval.threads (one place)
+                    vs.codec_context.thread_count = current_threads()
             resampler = None
             if aus is not None:
                 sr = aus.codec_context.sample_rate
