@@ -24,7 +24,7 @@ from rich.console import Console
 
 from iap_bench.errors import IAPBenchError, ManifestError, MissingCheckpointError
 
-JOBS = ("run", "evaluate", "leaderboard", "validate")
+JOBS = ("run", "evaluate", "leaderboard", "validate", "weights")
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_ROOT = REPO_ROOT / "benchmark_data"
@@ -215,10 +215,9 @@ def job_run(cfg: DictConfig, console: Console) -> int:
     generator, label = _generator_from_cfg(cfg)
     metrics = build_metrics(cfg)
     threads = set_threads(eval_threads(cfg))
-    if cfg.eval.get("allow_checksum_mismatch"):  # recorded with the run's config; scores keep the real hash
-        from iap_bench.weights import ALLOW_ENV
+    from iap_bench.weights_report import require_weights
 
-        os.environ[ALLOW_ENV] = "1"
+    require_weights(metrics, allow_mismatch=bool(cfg.eval.get("allow_checksum_mismatch")))
     store = open_store(cfg)  # only now: a job that fails its checks writes nothing
     run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
     store.add_run(run_id, OmegaConf.to_container(cfg, resolve=True), default_env(), label=label,
@@ -257,6 +256,26 @@ def job_run(cfg: DictConfig, console: Console) -> int:
     return 0
 
 
+def job_weights(cfg: DictConfig, console: Console) -> int:
+    """Print every checkpoint the selected metrics need: where looked, found or missing, pin, size."""
+    from iap_bench.weights_report import print_table, weight_rows
+
+    rows = weight_rows(build_metrics(cfg))
+    print_table(rows, console)
+    return 0 if all(r.ok for r in rows) else 1
+
+
+def apply_weight_settings(cfg: DictConfig) -> None:
+    """`weights.root` and `eval.allow_checksum_mismatch` reach every WeightSpec (recorded in the run config)."""
+    from iap_bench.weights import ALLOW_ENV, ROOT_ENV
+
+    root = OmegaConf.select(cfg, "weights.root")
+    if root:
+        os.environ[ROOT_ENV] = str(resolve_path(str(root)))
+    if OmegaConf.select(cfg, "eval.allow_checksum_mismatch"):
+        os.environ[ALLOW_ENV] = "1"
+
+
 def job_leaderboard(cfg: DictConfig, console: Console) -> int:
     from iap_bench.store import open_stores
 
@@ -277,7 +296,8 @@ def app(cfg: DictConfig) -> int:
     """Hydra entry: dispatch to the job named by ``job``; user errors print one clear message."""
     console = Console(width=None if sys.stdout.isatty() else 160)
     err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
-    jobs = {"run": job_run, "evaluate": job_run, "validate": job_validate, "leaderboard": job_leaderboard}
+    jobs = {"run": job_run, "evaluate": job_run, "validate": job_validate, "leaderboard": job_leaderboard,
+            "weights": job_weights}
     code: int
     if cfg.job not in jobs:
         err.print(f"error: unknown job {cfg.job!r}; choose one of {', '.join(JOBS)}", markup=False,
@@ -288,6 +308,7 @@ def app(cfg: DictConfig) -> int:
             from iap_bench.preflight import check_config
 
             check_config(cfg)
+            apply_weight_settings(cfg)
             code = jobs[cfg.job](cfg, console)
         except (MissingCheckpointError, ManifestError, IAPBenchError) as e:
             err.print(f"error: {e}", style="red", markup=False, highlight=False, soft_wrap=True)

@@ -443,6 +443,7 @@ def check_config(cfg: Any) -> None:
     check_numbers(cfg)
     if job in WRITE_JOBS:
         check_generator(cfg)
+    if job in (*WRITE_JOBS, "weights"):
         check_metrics(cfg)
     check_benchmark_paths(cfg)
     if job in WRITE_JOBS:

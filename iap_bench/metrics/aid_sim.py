@@ -61,6 +61,11 @@ class OfflineAIDSim(Metric):
 
             self._enc = SpeakerEncoder(self.weights, vad=self.vad, device=self.device)
 
+    def weight_files(self) -> list:
+        from iap_bench.backends.speaker import resemblyzer_weight_spec
+
+        return [(resemblyzer_weight_spec(), self.weights)]
+
     def aux_identity(self) -> dict[str, str]:
         from iap_bench.backends.speaker import vad_identity
         from iap_bench.media.audio import resampler_identity

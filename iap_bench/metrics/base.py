@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from iap_bench.benchmark.schema import Item
 from iap_bench.registry import Registry
-from iap_bench.weights import WeightSpec  # noqa: F401  (re-exported for older imports)
+from iap_bench.weights import WeightSpec
 
 if TYPE_CHECKING:
     from iap_bench.media.sample import SampleMedia
@@ -107,6 +107,10 @@ class Metric:
     def checkpoint_id(self) -> str:
         """Identity of the weights that produce the numbers (sha256 of the file(s))."""
         raise NotImplementedError
+
+    def weight_files(self) -> list[tuple[WeightSpec, str | None]]:
+        """Every model file this metric loads: (spec, the explicit path given for it, if any)."""
+        return []
 
     def aux_identity(self) -> dict[str, Any]:
         """Auxiliary models and algorithms the numbers depend on (VAD, landmarks, resampler): name -> id."""

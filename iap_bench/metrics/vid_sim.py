@@ -236,6 +236,11 @@ class SFaceVIDSim(VIDSimProtocol):
 
         return file_sha256(sface_weight_spec().resolve(self.weights))
 
+    def weight_files(self) -> list:
+        from iap_bench.backends.face_sface import sface_weight_spec, yunet_weight_spec
+
+        return [(sface_weight_spec(), self.weights), (yunet_weight_spec(), self.detector_weights)]
+
     def aux_identity(self) -> dict[str, str]:
         import cv2
 
@@ -291,6 +296,12 @@ class DlibVIDSim(VIDSimProtocol):
         from iap_bench.hashing import file_sha256
 
         return file_sha256(dlib_resnet_weight_spec().resolve(self.weights))
+
+    def weight_files(self) -> list:
+        from iap_bench.backends.face_embed import dlib_resnet_weight_spec
+        from iap_bench.media.faces import SHAPE_PREDICTOR_SPEC
+
+        return [(dlib_resnet_weight_spec(), self.weights), (SHAPE_PREDICTOR_SPEC, None)]
 
     def aux_identity(self) -> dict[str, str]:
         from iap_bench.media.faces import dlib_detector_identity

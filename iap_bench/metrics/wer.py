@@ -38,6 +38,11 @@ class OfflineWER(Metric):
             self._asr = WhisperASR(self.model_dir, beam_size=self.beam_size, cpu_threads=self.threads,
                                    device=self.device)
 
+    def weight_files(self) -> list:
+        from iap_bench.backends.asr import whisper_weight_specs
+
+        return [(spec, self.model_dir) for spec in whisper_weight_specs()]
+
     def aux_identity(self) -> dict[str, str]:
         from iap_bench.media.audio import resampler_identity
         from iap_bench.metrics.text_norm import NORMALISER
