@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -255,13 +256,15 @@ def leaderboard_from_store(store: ResultStore, benchmark: str | None = None, pac
                              **kwargs)
 
 
+@dataclass
 class PairedResult:
     """Mean difference a - b over shared items, its bootstrap CI and a sign-flip permutation p-value."""
 
-    def __init__(self, n_items: int, mean_diff: float | None, ci_low: float | None, ci_high: float | None,
-                 p_value: float | None):
-        self.n_items, self.mean_diff, self.ci_low, self.ci_high, self.p_value = (
-            n_items, mean_diff, ci_low, ci_high, p_value)
+    n_items: int
+    mean_diff: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
 
 
 def paired_test(df: pd.DataFrame, model_a: str, model_b: str, metric: str, split: str | None = None, *,
