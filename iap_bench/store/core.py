@@ -348,7 +348,8 @@ class ResultStore:
     def add_sample(self, rec: SampleRecord) -> None:
         """Record what a (model, item, seed) produced. A success deletes that tuple's earlier failures.
 
-        Re-adding the same content keeps its first creation time and updates path, inputs and run.
+        Re-adding the same content (a reuse) updates path, inputs and run, and makes it the newest sample of
+        its (model, item, seed) again: the leaderboard shows what the latest run produced or confirmed.
         """
         now = rec.created or time.time()
         key = (rec.model, rec.benchmark or "", rec.pack_hash or "", rec.item_id, int(rec.seed or 0))
@@ -362,7 +363,7 @@ class ResultStore:
                 "INSERT INTO samples VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT "
                 "(model, benchmark, pack_hash, item_id, seed, sample_hash) DO UPDATE SET "
                 "path=excluded.path, inputs_hash=excluded.inputs_hash, failure=excluded.failure, "
-                "run_id=excluded.run_id, split=excluded.split", row)
+                "run_id=excluded.run_id, split=excluded.split, created=max(created, excluded.created)", row)
             if rec.failure is None:
                 self._drop_superseded_failures(conn, key)
 

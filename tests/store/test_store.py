@@ -175,7 +175,7 @@ def test_runs_finished_and_unfinished_labels(tmp_path: Path) -> None:
 # -- sample keys -----------------------------------------------------------------------------------------
 
 
-def test_readding_same_content_updates_path_inputs_and_keeps_created(tmp_path: Path) -> None:
+def test_readding_same_content_updates_path_inputs_and_makes_it_newest(tmp_path: Path) -> None:
     st = ResultStore(tmp_path / "s.db")
     st.add_sample(_sample("a", created=100.0))
     rec = _sample("a", split="multi", inputs="in2", created=999.0)
@@ -184,7 +184,9 @@ def test_readding_same_content_updates_path_inputs_and_keeps_created(tmp_path: P
     sf = st.samples_frame()
     assert len(sf) == 1
     assert (sf.split.iloc[0], sf.inputs_hash.iloc[0], sf.path.iloc[0]) == ("multi", "in2", "/elsewhere/a.mp4")
-    assert sf.created.iloc[0] == pytest.approx(100.0)
+    assert sf.created.iloc[0] == pytest.approx(999.0)  # a reuse confirms it as the newest take
+    st.add_sample(_sample("a", created=50.0))  # an older timestamp never moves it back
+    assert st.samples_frame().created.iloc[0] == pytest.approx(999.0)
 
 
 def test_same_content_under_two_models_shares_scores(tmp_path: Path) -> None:

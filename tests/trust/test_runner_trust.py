@@ -156,3 +156,19 @@ def test_run_dirs_are_unique_per_microsecond() -> None:
 
     cfg = yaml.safe_load((Path(__file__).resolve().parents[2] / "conf" / "config.yaml").read_text())
     assert "%f" in cfg["hydra"]["run"]["dir"] and "%f" in cfg["hydra"]["sweep"]["dir"]
+
+
+def test_reverted_precomputed_file_is_the_one_shown(setup, tmp_path: Path) -> None:
+    """Item 3/4: A, then B replacing it, then A restored: the leaderboard shows A's value, not B's."""
+    bench, items, samples, store = setup
+    m = CountingMetric()
+    src = samples / f"{items[0].id}.mp4"
+    original = src.read_bytes()
+    _run(bench, store, tmp_path, samples, "x", [m], items[:1])
+    write_sample(src, items[0], silent=True)  # B: a silent take (scores the worst value, 0)
+    _run(bench, store, tmp_path, samples, "x", [m], items[:1], run="r2")
+    src.write_bytes(original)  # A again: reused from the store, not rescored
+    s3, _ = _run(bench, store, tmp_path, samples, "x", [m], items[:1], run="r3")
+    assert s3.reused == 1 and s3.scored == 0
+    st = build_leaderboard(store.scores_frame(), bench.name, bench.pack_hash).stat("x", 0, "all")
+    assert st.n == 1 and st.mean > 0 and st.n_penalised == 0
