@@ -180,7 +180,7 @@ def job_validate(cfg: DictConfig, console: Console) -> int:
 
 
 def _generator_from_cfg(cfg: DictConfig) -> tuple[Any, str]:
-    from iap_bench.generators.base import build_generator
+    from iap_bench.generators.base import build_generator, default_label
 
     gen_cfg = cfg.generator
     params = OmegaConf.to_container(gen_cfg.get("params", {}), resolve=True) or {}
@@ -194,8 +194,8 @@ def _generator_from_cfg(cfg: DictConfig) -> tuple[Any, str]:
         params["samples_dir"] = str(resolve_path(cfg.samples_dir))
         return build_generator("precomputed", **params, label=str(cfg.label)), str(cfg.label)
     gen = build_generator(gen_cfg.name, **params)
-    label = cfg.get("label") or gen_cfg.get("label") or getattr(gen, "label", None) or gen_cfg.name
-    return gen, str(label)
+    label = cfg.get("label") or gen_cfg.get("label") or getattr(gen, "label", None)
+    return gen, str(label or default_label(gen_cfg.name, gen.describe()))
 
 
 def job_run(cfg: DictConfig, console: Console) -> int:

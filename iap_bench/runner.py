@@ -144,8 +144,10 @@ class Runner:
                     refs.append(self._generate_one(generator, item, label, key, inputs, run_id, description,
                                                    out_dir))
                     self.summary.generated += 1
-                except MediaError as e:  # a fault of the model's output (or inability): recorded, penalised
-                    reason = f"{GENERATION_FAILED}: {e}"[:500]
+                except MediaError as e:  # the model's fault (penalised), or the item's inputs' (excluded)
+                    from iap_bench.metrics.policy import INPUT_FAULTS
+
+                    reason = (str(e) if e.reason in INPUT_FAULTS else f"{GENERATION_FAILED}: {e}")[:500]
                     log.warning("item %s: %s", item.id, reason)
                     refs.append(self._record_generation_failure(item, label, generator, inputs, reason, run_id))
                     self.summary.gen_failed += 1
@@ -222,7 +224,8 @@ class Runner:
                                    reason: str, run_id: str) -> SampleRef:
         from iap_bench.store import SampleRecord
 
-        fake_hash = "failed:" + hashlib.sha256(f"{label}:{item.id}:{self.seed}:{reason}".encode()).hexdigest()[:32]
+        key = f"{label}:{self.benchmark.name}:{self.benchmark.pack_hash}:{item.id}:{self.seed}:{inputs}:{reason}"
+        fake_hash = "failed:" + hashlib.sha256(key.encode()).hexdigest()[:32]
         self.store.add_sample(SampleRecord(
             sample_hash=fake_hash, item_id=item.id, split=item.split, model=label, generator=generator.name,
             seed=self.seed, path=None, pack_hash=self.benchmark.pack_hash or "", benchmark=self.benchmark.name,
@@ -273,7 +276,8 @@ class Runner:
                     self.summary.skipped_scores += 1
                     continue
                 if ref.failure is not None:  # failed generation: the policy decides (worst value or excluded)
-                    v = apply_metric_policy(m, MetricValue.fail(ref.failure))
+                    pre = m.item_failure(ref.item)  # the metric could not score this item from any model
+                    v = MetricValue.fail(pre) if pre else apply_metric_policy(m, MetricValue.fail(ref.failure))
                     failed.append(ScoreRecord(*ref.key, **identities[j], value=v.value, failure=v.failure,
                                               extras=v.extras, run_id=run_id))
                     done[j].add(ref.key)

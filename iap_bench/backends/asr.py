@@ -89,7 +89,8 @@ class WhisperASR:
             raise MediaError("unsupported_language", language)
         wav = np.asarray(wav16k, dtype=np.float32)
         if wav.ndim != 1 or wav.size == 0:
-            raise MediaError("bad_input", f"expected non-empty mono [N] audio, got {wav.shape}")
+            raise MediaError("empty" if wav.size == 0 else "bad_input",
+                             f"expected non-empty mono [N] audio, got {wav.shape}")
         segments, _ = self._model.transcribe(wav, language=language, beam_size=self.beam_size,
                                              condition_on_previous_text=False, vad_filter=False,
                                              temperature=0.0)

@@ -71,7 +71,7 @@ def _as_mono16k(wav16k: np.ndarray) -> np.ndarray:
     if wav.ndim != 1:
         raise MediaError("bad_input", f"expected mono [N] audio, got shape {wav.shape}")
     if not np.all(np.isfinite(wav)):
-        raise MediaError("bad_input", "audio contains NaN/inf")
+        raise MediaError("nonfinite_audio", "audio contains NaN/inf")
     return wav
 
 

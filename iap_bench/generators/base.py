@@ -62,6 +62,16 @@ GENERATORS: Registry[Generator] = Registry("generator", {
 register_generator = GENERATORS.register
 
 
+def default_label(name: str, description: dict[str, Any]) -> str:
+    """Row name of a generator config without an explicit label: its name plus a hash of its full config,
+    so two configurations never share a leaderboard row (``cascade@1f2e3d4c``)."""
+    import hashlib
+    import json
+
+    blob = json.dumps(description, sort_keys=True, default=str)
+    return f"{name}@{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+
+
 def build_generator(name: str, **params: Any) -> Generator:
     """Instantiate a registered adapter by its config name with its config params."""
     return GENERATORS.build(name, **params)

@@ -227,11 +227,11 @@ class CascadeGenerator:
         from iap_bench.media.refs import load_image
 
         if not subject.faces:
-            raise MediaError("bad_input", f"cascade: subject {subject.anchor} has no bound reference face")
+            raise MediaError("bad_reference", f"cascade: subject {subject.anchor} has no bound reference face")
         image = load_image(subject.faces[0])
         faces = detect_faces(image)
         if not faces:
-            raise MediaError("no_face", f"cascade: no face found in reference {subject.faces[0]}")
+            raise MediaError("bad_reference", f"cascade: no face found in reference {subject.faces[0]}")
         cfg = self.cfg
         panel, lm = animate.frame_portrait(image, faces[0].bbox, faces[0].landmarks, cfg.size,
                                            self.anim_cfg.face_frac)
@@ -245,6 +245,6 @@ def _reference_voice(subject: Subject) -> np.ndarray:
     from iap_bench.media.refs import load_audio
 
     if subject.voice is None:
-        raise MediaError("bad_input", f"cascade: subject {subject.anchor} has no bound reference voice "
+        raise MediaError("bad_reference", f"cascade: subject {subject.anchor} has no bound reference voice "
                                       "(voice_match=nearest needs one; set a fixed voice name instead)")
     return np.asarray(load_audio(subject.voice, tts.FEATURE_SR), dtype=np.float32)

@@ -167,7 +167,7 @@ class IAPGenerator:
         subjects = sorted(item.subjects, key=lambda s: s.index)
         k = max(s.index for s in subjects)
         if k > c.identity.k_max:
-            raise MediaError("bad_input", f"item {item.id}: subject <S{k}> exceeds the model's k_max {c.identity.k_max}")
+            raise MediaError("unsupported", f"item {item.id}: subject <S{k}> exceeds the model's k_max {c.identity.k_max}")
         views = self.max_views or max(1, c.identity.max_views)
         L = c.identity.audio_ref_len
         spl = self.codecs.audio.samples_per_latent
@@ -178,14 +178,14 @@ class IAPGenerator:
         mask = torch.zeros(1, k, dtype=torch.bool)
         for s in subjects:
             if not s.faces or s.voice is None:
-                raise MediaError("bad_input", f"item {item.id}: subject {s.anchor} is not bound to faces and a voice")
+                raise MediaError("bad_reference", f"item {item.id}: subject {s.anchor} is not bound to faces and a voice")
             imgs = [to_tensor_image(read_image(p)) for p in s.faces[:views]]
             canvas = pack_multiview(imgs, height, width).to(self.device)
             ref_v[0, s.index - 1] = self.codecs.video.encode(canvas[None, :, None])[0, :, 0].cpu()
             wave = read_wave(s.voice, self.codecs.audio.sample_rate)
             n = min(wave.size, L * spl)
             if n < self.codecs.audio.mel.cfg.n_fft:
-                raise MediaError("bad_input", f"item {item.id}: voice of {s.anchor} is too short ({wave.size} samples)")
+                raise MediaError("bad_reference", f"item {item.id}: voice of {s.anchor} is too short ({wave.size} samples)")
             z = self.codecs.audio.encode(torch.from_numpy(fit_length(wave, n))[None].to(self.device))[0][:L].cpu()
             ref_a[0, s.index - 1, : z.shape[0]] = z
             lens[0, s.index - 1] = z.shape[0]

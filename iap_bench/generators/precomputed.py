@@ -50,7 +50,7 @@ class PrecomputedGenerator:
     capabilities = Capabilities(multi_subject=True, multi_view=True, voice_reference=True)
 
     def __init__(self, samples_dir: str | Path, pattern: str = "{item_id}.mp4", audio_pattern: str | None = None,
-                 label: str = "precomputed"):
+                 label: str | None = None):
         if samples_dir in (None, "", "???"):
             raise ValueError("precomputed generator needs generator.params.samples_dir")
         self.samples_dir = Path(samples_dir).expanduser()

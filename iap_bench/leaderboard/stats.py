@@ -49,9 +49,12 @@ def newest_success(df: pd.DataFrame, label: str = "model") -> pd.DataFrame:
     created = df["sample_created"] if "sample_created" in df.columns else df.get("created", 0.0)
     df["_ok"] = ok.astype(int)
     df["_created"] = pd.to_numeric(created, errors="coerce").fillna(0.0) if created is not None else 0.0
-    keys = [label, "benchmark", "pack_hash", "item_id", "seed", *KEY_COLUMNS]
+    take = [label, "benchmark", "pack_hash", "item_id", "seed"]
     df = df.sort_values(["_ok", "_created"], kind="stable")
-    out = df.drop_duplicates(keys, keep="last")
+    # one take per (row, item, seed) for every metric: never a newer take's WER beside an older take's SIM
+    current = df.drop_duplicates(take, keep="last")[[*take, "sample_hash"]]
+    df = df.reset_index().merge(current, on=[*take, "sample_hash"]).set_index("index")
+    out = df.drop_duplicates([*take, *KEY_COLUMNS], keep="last")
     return out.drop(columns=["_ok", "_created"]).sort_index()
 
 

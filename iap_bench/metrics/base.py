@@ -128,6 +128,13 @@ class Metric:
         """Dataset-level value (FD-style metrics); default None means: plain mean of per-sample values."""
         return None
 
+    def item_failure(self, item: Item) -> str | None:
+        """Why this metric cannot score ``item`` whatever the sample (e.g. an unsupported language), or None.
+
+        A failed generation of such an item is excluded, as a successful one would be: never penalised.
+        """
+        return None
+
     def applies(self, item: Item) -> bool:
         return item.split in self.splits
 

@@ -14,8 +14,11 @@ from iap_bench.metrics.base import Metric, MetricValue
 # Reason codes (the text before the first ':') that are faults of the generated sample.
 SAMPLE_FAULTS = frozenset({
     "decode_error", "empty", "no_video", "no_audio", "silent", "no_face", "no_speech", "missing_sample",
-    "generation_failed", "unsupported", "too_short",
+    "generation_failed", "unsupported", "nonfinite_audio",
 })
+# Generation failures caused by the item's own inputs (a missing or unusable reference, an empty script):
+# recorded with their own code, not as generation_failed, so they are excluded rather than penalised.
+INPUT_FAULTS = frozenset({"bad_reference", "bad_input", "unbound_reference"})
 
 
 def reason_code(failure: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from iap_bench.benchmark.schema import Item
 from iap_bench.errors import MediaError
 from iap_bench.metrics.base import EvalSample, Metric, MetricValue, register_metric
 from iap_bench.metrics.text_norm import wer
@@ -65,10 +66,14 @@ class OfflineWER(Metric):
             cache[key] = self._asr.transcribe(sample.media.audio(16000), "en")
         return cache[key]
 
+    def item_failure(self, item: Item) -> str | None:
+        return None if item.language == "en" else f"unsupported_language:{item.language}"
+
     def _score_one(self, sample: EvalSample, cache: dict[str, str]) -> MetricValue:
+        pre = self.item_failure(sample.item)
+        if pre:
+            return MetricValue.fail(pre)
         lang = sample.item.language
-        if lang != "en":
-            return MetricValue.fail(f"unsupported_language:{lang}")
         ref = sample.item.speech_text()
         try:
             hyp = self._transcript(sample, cache)

@@ -337,12 +337,17 @@ class ResultStore:
 
     def unfinished_labels(self, benchmark: str | None = None) -> set[str]:
         """Labels whose newest run has not finished (still writing, or killed before the end)."""
-        rows = self.conn.execute("SELECT label, finished, benchmark FROM runs ORDER BY started").fetchall()
-        latest: dict[str, float | None] = {}
-        for label, finished, bench in rows:
-            if label is not None and (benchmark is None or bench == benchmark):
-                latest[label] = finished
-        return {lab for lab, fin in latest.items() if fin is None}
+        rows = self.conn.execute("SELECT label, finished, benchmark, config_json FROM runs ORDER BY started")
+        latest: dict[tuple[Any, ...], tuple[str, float | None]] = {}
+        for label, finished, bench, config in rows.fetchall():
+            if label is None or (benchmark is not None and bench != benchmark):
+                continue
+            cfg = json.loads(config or "{}")
+            shard = cfg.get("shard") or {}
+            # a sweep's jobs (seeds, shards) are separate parts of one row: each must have finished
+            part = (label, bench, cfg.get("seed"), shard.get("index"), shard.get("count"))
+            latest[part] = (label, finished)
+        return {lab for lab, fin in latest.values() if fin is None}
 
     # -- samples ------------------------------------------------------------------------------------
     def add_sample(self, rec: SampleRecord) -> None:
@@ -373,9 +378,10 @@ class ResultStore:
         where = "model=? AND benchmark=? AND pack_hash=? AND item_id=? AND seed=? AND failure IS NOT NULL " \
                 "AND path IS NULL"
         failed = [r[0] for r in conn.execute(f"SELECT sample_hash FROM samples WHERE {where}", key)]
-        for h in failed:
-            conn.execute("DELETE FROM scores WHERE sample_hash=?", (h,))
         conn.execute(f"DELETE FROM samples WHERE {where}", key)
+        for h in failed:  # scores go only when no other (pack, inputs, ...) row still refers to them
+            conn.execute("DELETE FROM scores WHERE sample_hash=? AND NOT EXISTS "
+                         "(SELECT 1 FROM samples WHERE sample_hash=?)", (h, h))
 
     def find_generation(self, generation_key: str) -> SampleRecord | None:
         """The sample an identical generation request produced earlier (path may since have vanished)."""
@@ -469,19 +475,23 @@ class ResultStore:
         return int(self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
     def scores_frame(self, metrics: Sequence[str] | None = None) -> pd.DataFrame:
-        """Each (model, item, seed) sample joined with its scores under the inputs it was evaluated with.
+        """The current sample of each (model, item, seed) joined with its scores under its inputs.
 
+        The current sample is the newest successful take (a failure only while no success exists); a metric
+        it has no score for is missing (lower coverage), never filled in from an older take.
         Columns: the score key and value/failure, plus model, item_id, split, seed, generator, path,
-        pack_hash, benchmark, sample_failure and sample_created (for the newest-success rule).
+        pack_hash, benchmark, sample_failure and sample_created.
         """
-        sql = ("SELECT s.sample_hash, s.inputs_hash, s.metric, s.backend, s.checkpoint, s.params, s.version, "
+        sql = ("WITH cur AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY model, benchmark, pack_hash, item_id, "
+               "seed ORDER BY (failure IS NULL) DESC, created DESC, sample_hash) AS rn FROM samples) "
+               "SELECT s.sample_hash, s.inputs_hash, s.metric, s.backend, s.checkpoint, s.params, s.version, "
                "s.value, s.failure, s.extras_json, s.created, s.run_id, sa.model, sa.item_id, sa.split, "
                "sa.generator, sa.seed, sa.path, sa.pack_hash, sa.benchmark, sa.failure AS sample_failure, "
-               "sa.created AS sample_created FROM samples sa JOIN scores s "
-               "ON s.sample_hash = sa.sample_hash AND s.inputs_hash = sa.inputs_hash")
+               "sa.created AS sample_created FROM cur sa JOIN scores s "
+               "ON s.sample_hash = sa.sample_hash AND s.inputs_hash = sa.inputs_hash WHERE sa.rn = 1")
         params: tuple[Any, ...] = ()
         if metrics:
-            sql += f" WHERE s.metric IN ({','.join('?' * len(metrics))})"
+            sql += f" AND s.metric IN ({','.join('?' * len(metrics))})"
             params = tuple(metrics)
         return self._frame(sql + " ORDER BY sa.model, sa.item_id, s.metric", params)
 
@@ -544,6 +554,12 @@ class ResultStore:
                     names = ", ".join(cols)
                     conn.execute(f"INSERT OR IGNORE INTO main.{table} ({names}) SELECT {names} FROM src.{table}")
                 copied = conn.total_changes - before
+                # the same take in both: the more recent confirmation (inputs, path, time) wins, in any order
+                conn.execute(
+                    "UPDATE main.samples AS m SET inputs_hash=s.inputs_hash, path=s.path, failure=s.failure, "
+                    "split=s.split, run_id=s.run_id, created=s.created FROM src.samples AS s WHERE "
+                    "m.model=s.model AND m.benchmark=s.benchmark AND m.pack_hash=s.pack_hash AND "
+                    "m.item_id=s.item_id AND m.seed=s.seed AND m.sample_hash=s.sample_hash AND s.created > m.created")
                 ok = conn.execute("SELECT DISTINCT model, benchmark, pack_hash, item_id, seed FROM main.samples "
                                   "WHERE failure IS NULL OR path IS NOT NULL").fetchall()
                 for k in ok:

@@ -44,7 +44,7 @@ def test_main_job_generates_scores_and_writes_leaderboard(first_run) -> None:
     assert csv.shape[0] >= 1
     assert "WER" in proc.stdout and "VID-SIM" in proc.stdout and "cascade" in proc.stdout
     assert "tables written" in proc.stdout
-    sidecars = list((cwd / "run1" / "samples" / "cascade").glob("*.json"))
+    sidecars = list((cwd / "run1" / "samples").glob("cascade_*/*.json"))  # row cascade@<config hash>
     assert sidecars
     side = json.loads(sidecars[0].read_text())
     assert side["pack_hash"] and side["generator"] == "cascade" and "generate_s" in side["timings"]
@@ -67,7 +67,7 @@ def test_leaderboard_job_rebuilds_from_store(first_run) -> None:
 
 def test_evaluate_folder_with_bad_files_records_failures(first_run, tmp_path: Path) -> None:
     cwd, _, _ = first_run
-    samples = sorted((cwd / "run1" / "samples" / "cascade").glob("*.mp4"))
+    samples = sorted((cwd / "run1" / "samples").glob("cascade_*/*.mp4"))
     folder = tmp_path / "rival"
     folder.mkdir()
     (folder / samples[0].name).write_bytes(samples[0].read_bytes())
