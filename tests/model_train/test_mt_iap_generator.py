@@ -86,4 +86,4 @@ def test_missing_checkpoint_and_unbound_subject(tmp_path, ref_media, tiny_ckpt):
     unbound = item.with_subjects((Subject("<S1>", "slot1", item.subjects[0].prompt),))
     with pytest.raises(MediaError) as me:
         gen.generate(unbound, 0)
-    assert me.value.reason == "bad_input"
+    assert me.value.reason == "bad_reference"
