@@ -8,7 +8,6 @@ Paths in the config are relative to the launch directory, always; shipped data i
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import sys
@@ -23,62 +22,21 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from iap_bench.errors import IAPBenchError, ManifestError, MissingCheckpointError
+from iap_bench.paths import data_path, is_multirun, resolve_path, store_sources
+from iap_bench.paths import store_path as store_path_of
 
 JOBS = ("run", "evaluate", "leaderboard", "validate", "weights")
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_ROOT = REPO_ROOT / "benchmark_data"
-STORE_NAME = "iap-bench.sqlite"
 TRANSIENT_EXIT = 3  # finished, but some items hit transient errors (not stored; re-run to retry them)
 
 
-def _data_path(rel: str) -> str:
-    """``${iap_data:iap-mini/manifest.yaml}``: a file shipped with the package, as an absolute path."""
-    return str(DATA_ROOT / rel)
-
-
 if not OmegaConf.has_resolver("iap_data"):
-    OmegaConf.register_new_resolver("iap_data", _data_path)
-
-
-def launch_dir() -> Path:
-    """The directory the user launched from (Hydra may change the working directory)."""
-    return Path(hydra.utils.get_original_cwd()) if HydraConfig.initialized() else Path.cwd()
-
-
-def resolve_path(p: str | os.PathLike | None) -> Path | None:
-    """A config path: absolute as given, relative ones against the launch directory (never the repo)."""
-    if p is None:
-        return None
-    path = Path(os.path.expanduser(str(p)))
-    return path if path.is_absolute() else launch_dir() / path
-
-
-def is_multirun() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN"
+    OmegaConf.register_new_resolver("iap_data", data_path)
 
 
 def store_path(cfg: DictConfig) -> Path:
-    """Where this job writes: ``store=`` if given; under -m each job's own file in its sweep subdir
-    (SQLite WAL must not be shared across nodes); else ``outputs/iap-bench.sqlite`` in the launch dir."""
-    if cfg.get("store"):
-        return resolve_path(str(cfg.store))  # type: ignore[return-value]
-    if is_multirun():
-        return Path(HydraConfig.get().runtime.output_dir) / STORE_NAME
-    return launch_dir() / "outputs" / STORE_NAME
-
-
-def store_sources(cfg: DictConfig) -> list[Path]:
-    """Stores the leaderboard job reads: ``store=`` as a path, a glob or a list of them (merged)."""
-    raw = cfg.get("store")
-    if not raw:
-        return [launch_dir() / "outputs" / STORE_NAME]
-    entries = list(raw) if not isinstance(raw, str) else [raw]
-    out: list[Path] = []
-    for e in entries:
-        p = str(resolve_path(str(e)))
-        out += [Path(x) for x in sorted(glob.glob(p))] if glob.has_magic(p) else [Path(p)]
-    return out
+    """Where this job writes (see ``iap_bench.paths.store_path``)."""
+    return store_path_of(cfg.get("store"))
 
 
 def load_benchmark_from_cfg(cfg: DictConfig) -> Any:
@@ -280,7 +238,7 @@ def job_leaderboard(cfg: DictConfig, console: Console) -> int:
     from iap_bench.store import open_stores
 
     benchmark = load_benchmark_from_cfg(cfg)
-    sources = store_sources(cfg)
+    sources = store_sources(cfg.get("store"))
     store, report = open_stores(sources)
     if len(sources) > 1:
         console.print(f"read {len(sources)} stores as one")

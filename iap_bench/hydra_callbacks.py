@@ -14,7 +14,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-STORE_NAME = "iap-bench.sqlite"
+from iap_bench.paths import STORE_NAME
 
 
 class MergeSweepStores(Callback):

@@ -1,18 +1,15 @@
 """Checks of a composed config before any work starts: bad use gets one line and exit code 2.
 
 A job that fails these checks writes nothing of its own (no store, samples or tables; Hydra has only written
-its run folder). Every check is cheap: no model, no torch, no media decoding. Generator names come from the
-lazy registry; the constructor parameters of an adapter that is not imported yet are read from its source
-(the ``@register_generator("name")`` class, with ``ast``), because importing an adapter may import torch;
-metric modules are light, so their classes are inspected.
+its run folder). Every check is cheap: no model is loaded and no media decoded. Names come from the lazy
+registries; parameters are checked against the constructor of the one generator and the metrics chosen
+(imported here because the job imports them next anyway).
 """
 
 from __future__ import annotations
 
-import ast
 import difflib
 import glob
-import importlib.util
 import inspect
 import os
 from collections.abc import Mapping
@@ -21,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from iap_bench.errors import UsageError
+from iap_bench.paths import STORE_NAME, launch_dir, resolve_path, store_entries, store_path, store_sources
 
-STORE_NAME = "iap-bench.sqlite"
 WRITE_JOBS = ("run", "evaluate")
 MISSING = "???"
 MESSAGE_WIDTH = 190  # a message this long still fits on one line of the cli's 200-column error console
@@ -72,24 +69,8 @@ def _int_at_least(cfg: Any, key: str, low: int, nullable: bool = False, what: st
     return int(value)
 
 
-def launch_dir() -> Path:
-    """The directory the user launched from (``hydra.utils.get_original_cwd()`` when Hydra runs the app)."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        if HydraConfig.initialized():
-            import hydra
-
-            return Path(hydra.utils.get_original_cwd())
-    except (ImportError, ValueError):
-        pass
-    return Path.cwd()
-
-
 def _resolve(p: Any) -> Path:
-    """A config path: absolute as given (``~`` expanded), relative ones against the launch directory."""
-    path = Path(os.path.expanduser(str(p)))
-    return path if path.is_absolute() else launch_dir() / path
+    return resolve_path(str(p))  # type: ignore[return-value]
 
 
 def _where(raw: Any, key: str = "") -> str:
@@ -99,15 +80,6 @@ def _where(raw: Any, key: str = "") -> str:
     if rel:
         parts.append(f"relative paths are taken from the launch directory {launch_dir()}")
     return f" ({'; '.join(parts)})" if parts else ""
-
-
-def _is_multirun() -> bool:
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        return HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN"
-    except (ImportError, ValueError):
-        return False
 
 
 def _listing(names: list[str], budget: int) -> str:
@@ -158,91 +130,17 @@ def signature_of(cls: Any) -> Signature:
     return out
 
 
-def _signature_from_ast(node: ast.ClassDef) -> Signature:
-    init = next((f for f in node.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"), None)
-    if init is None:
-        return Signature(known=not node.bases)  # a plain class without __init__ takes no parameters
-    a = init.args
-    positional = [*a.posonlyargs, *a.args]
-    n_required = len(positional) - len(a.defaults)
-    out = Signature(any_keyword=a.kwarg is not None)
-    for k, arg in enumerate(a.args, start=len(a.posonlyargs)):
-        if k == 0:
-            continue  # self
-        out.names.append(arg.arg)
-        if k < n_required:
-            out.required.append(arg.arg)
-    for arg, default in zip(a.kwonlyargs, a.kw_defaults):
-        out.names.append(arg.arg)
-        if default is None:
-            out.required.append(arg.arg)
-    return out
-
-
-def _decorator_name(dec: ast.expr) -> str | None:
-    """``"x"`` for ``@register_generator("x")`` / ``@GENERATORS.register("x")``; else None."""
-    if not (isinstance(dec, ast.Call) and dec.args and isinstance(dec.args[0], ast.Constant)
-            and isinstance(dec.args[0].value, str)):
-        return None
-    func = dec.func
-    callee = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
-    return dec.args[0].value if callee.startswith("register") else None
-
-
-def _classes_in_source(path: Path) -> dict[str, Signature]:
-    """``{registered name: signature}`` of the ``@register...("name")`` classes in one module file (``ast``)."""
-    try:
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    except (OSError, SyntaxError, UnicodeDecodeError):
-        return {}
-    found: dict[str, Signature] = {}
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef):
-            for dec in node.decorator_list:
-                if (name := _decorator_name(dec)) is not None:
-                    found.setdefault(name, _signature_from_ast(node))
-    return found
-
-
-def _module_files(module: str) -> list[Path]:
-    """The source file of a module, or every module file of a package (found without importing them)."""
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        return []
-    if spec is None:
-        return []
-    if spec.submodule_search_locations:
-        return [f for d in spec.submodule_search_locations for f in sorted(Path(d).glob("*.py"))]
-    return [Path(spec.origin)] if spec.origin and spec.origin.endswith(".py") else []
-
-
-def _registry_names(registry: Any) -> list[str]:
-    return list(registry.names()) if hasattr(registry, "names") else sorted(registry)
-
-
-def generator_signatures() -> dict[str, Signature]:
-    """Every generator name -> constructor signature, without importing an adapter (torch) that is not loaded:
-    imported adapters are inspected, the others are read from their source with ``ast``."""
+def generator_signature(name: str) -> Signature:
+    """Constructor signature of one registered generator (imports only that adapter: the job needs it next)."""
     from iap_bench.generators.base import GENERATORS
 
-    out: dict[str, Signature] = {}
-    lazy: dict[str, str] = dict(getattr(GENERATORS, "_lazy", {}) or {})
-    parsed: dict[str, dict[str, Signature]] = {}
-    for name in _registry_names(GENERATORS):
-        registered = getattr(GENERATORS, "registered", None)
-        cls = registered(name) if registered is not None else None
-        if cls is not None:
-            out[name] = signature_of(cls)
-            continue
-        module = lazy.get(name, "iap_bench.generators")
-        if module not in parsed:
-            parsed[module] = {}
-            for f in _module_files(module):
-                for k, v in _classes_in_source(f).items():
-                    parsed[module].setdefault(k, v)
-        out[name] = parsed[module].get(name, Signature(known=False))
-    return out
+    return signature_of(GENERATORS[name])
+
+
+def generator_names() -> list[str]:
+    from iap_bench.generators.base import GENERATORS
+
+    return GENERATORS.names()
 
 
 def metric_signatures() -> dict[str, Signature]:
@@ -250,7 +148,7 @@ def metric_signatures() -> dict[str, Signature]:
     from iap_bench.metrics.base import METRICS
 
     out: dict[str, Signature] = {}
-    for name in _registry_names(METRICS):
+    for name in METRICS.names():
         try:
             out[name] = signature_of(METRICS[name])
         except ImportError:  # its module cannot be imported here: leave its parameters to build time
@@ -338,16 +236,16 @@ def check_generator(cfg: Any) -> None:
             raise _fail("`evaluate` needs label=NAME: the leaderboard row name these samples are scored under")
         if name != "precomputed":
             return  # the cli scores the folder with the precomputed adapter and its defaults
-        sig = generator_signatures().get("precomputed", Signature(known=False))
+        sig = generator_signature("precomputed")
         _check_params("generator", "precomputed", params, sig, "generator.params", ignore=("samples_dir", "label"))
         return
-    sigs = generator_signatures()
+    names = generator_names()
     if name in (None, ""):
-        raise _fail(f"generator.name is not set; choose one with generator=NAME: {', '.join(sorted(sigs))}")
-    if name not in sigs:
-        raise _fail(f"unknown generator {str(name)!r} (generator.name){_close(str(name), sorted(sigs))}; "
-                    f"registered: {', '.join(sorted(sigs))}")
-    _check_params("generator", name, params, sigs[name], "generator.params")
+        raise _fail(f"generator.name is not set; choose one with generator=NAME: {', '.join(names)}")
+    if name not in names:
+        raise _fail(f"unknown generator {str(name)!r} (generator.name){_close(str(name), names)}; "
+                    f"registered: {', '.join(names)}")
+    _check_params("generator", name, params, generator_signature(name), "generator.params")
     if name == "precomputed":
         _samples_dir(params.get("samples_dir"), "generator.params.samples_dir")
 
@@ -381,18 +279,11 @@ def check_metrics(cfg: Any) -> None:
 
 
 def write_store_path(cfg: Any) -> Path:
-    """The one store a run/evaluate job writes (mirrors the cli's choice)."""
-    raw = _get(cfg, "store")
-    if raw in (None, ""):
-        if _is_multirun():
-            from hydra.core.hydra_config import HydraConfig
-
-            return Path(HydraConfig.get().runtime.output_dir) / STORE_NAME
-        return launch_dir() / "outputs" / STORE_NAME
-    if isinstance(raw, list) or glob.has_magic(str(raw)):
-        raise _fail(f"store={raw!r}: a `run`/`evaluate` job writes one store file; a glob or a list of stores "
-                    "is only for the leaderboard job")
-    return _resolve(raw)
+    """The one store a run/evaluate job writes (the CLI's own choice, ``iap_bench.paths.store_path``)."""
+    try:
+        return store_path(_get(cfg, "store"))
+    except UsageError as e:
+        raise _fail(str(e)) from None
 
 
 def check_writable_store(cfg: Any) -> None:
@@ -418,17 +309,17 @@ def check_readable_stores(cfg: Any) -> None:
     """``leaderboard``: every store (a path, a glob or a list of them) exists; nothing is created."""
     raw = _get(cfg, "store")
     if raw in (None, ""):
-        default = launch_dir() / "outputs" / STORE_NAME
+        default = store_sources(None)[0]
         if not default.is_file():
             raise _fail(f"no result store at {default}: run a job first, or give store=PATH")
         return
     entries = raw if isinstance(raw, list) else [raw]
     if not entries:
         raise _fail("store=[] names no store; give store=PATH, a glob or a list of them")
-    for entry in entries:
-        path = _resolve(entry)
-        if glob.has_magic(str(path)):
-            if not any(Path(m).is_file() for m in glob.glob(str(path))):
+    for entry, resolved in zip(entries, store_entries(entries)):
+        path = Path(resolved)
+        if glob.has_magic(resolved):
+            if not any(Path(m).is_file() for m in glob.glob(resolved)):
                 raise _fail(f"store pattern {path} matches no file{_where(entry, 'store')}")
         elif not path.is_file():
             what = "is a folder, not a store file" if path.is_dir() else "does not exist"

@@ -112,6 +112,14 @@ class Runner:
         self.device = device
         self.threads = threads
         self.summary = RunSummary()
+        self._hashed: dict[str, str] = {}  # path -> content hash read from disk by this run (read once)
+
+    def _content_hash(self, path: Path) -> str:
+        """sha256 of the file's bytes, read from disk (never an mtime cache) once per run."""
+        key = str(path)
+        if key not in self._hashed:
+            self._hashed[key] = file_sha256(path, fresh=True)
+        return self._hashed[key]
 
     # ---------------------------------------------------------------- generation
     def generate(self, generator: Generator, label: str, items: Sequence[Item],
@@ -169,7 +177,8 @@ class Runner:
         sample = generator.generate(item, self.seed)
         gen_s = time.perf_counter() - tg
         path, written = self._write(sample, out_dir / f"{item.id}.mp4")
-        sample_hash = file_sha256(path, fresh=True)
+        self._hashed.pop(str(path), None)  # just written: hash the new bytes
+        sample_hash = self._content_hash(path)
         sidecar = {
             "item_id": item.id, "split": item.split, "model": label, "generator": generator.name,
             "config": description, "seed": self.seed, "generation_key": key, "inputs_hash": inputs,
@@ -204,7 +213,7 @@ class Runner:
         src = Path(rec.path)
         if not src.is_file():
             return None
-        if file_sha256(src, fresh=True) != rec.sample_hash:  # replaced in place: regenerate, never trust
+        if self._content_hash(src) != rec.sample_hash:  # replaced in place: regenerate, never trust
             log.warning("%s: %s changed on disk since it was generated; generating again", item.id, src)
             self.summary.changed_on_disk += 1
             self.store.forget_generation(key)
@@ -352,7 +361,7 @@ class Runner:
             path = unit_ref[u].path
             key = str(path)
             if key not in checked:
-                checked[key] = path is not None and path.is_file() and file_sha256(path, fresh=True) == u[0]
+                checked[key] = path is not None and path.is_file() and self._content_hash(path) == u[0]
             if checked[key]:
                 ok.append(u)
             else:

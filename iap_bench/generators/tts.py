@@ -252,6 +252,21 @@ def match_distances(ref_d: np.ndarray, voices_vd: np.ndarray) -> np.ndarray:
     return np.linalg.norm(z[:-1] - z[-1], axis=1)
 
 
+def _cached_features(path: Path | None, compute: Any) -> np.ndarray:
+    """Features [FEATURE_DIM] from an .npy cache file when valid, else ``compute()`` written atomically."""
+    if path is not None and path.exists():
+        feats = np.load(path)
+        if feats.shape == (FEATURE_DIM,) and np.isfinite(feats).all():
+            return feats
+    feats = compute()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(tmp, feats)
+        tmp.replace(path)
+    return feats
+
+
 class VoiceBank:
     """Classical features of every installed voice reading CALIBRATION_TEXT (cached on disk per voice and
     feature-method version); picks the voice nearest to a reference voice with ``match_distances``."""
@@ -290,18 +305,8 @@ class VoiceBank:
 
     def _voice_features(self, voice: Voice) -> np.ndarray:
         """Features [FEATURE_DIM] of ``voice`` reading the calibration text, from the cache when present."""
-        path = self.cache_path(voice)
-        if path is not None and path.exists():
-            feats = np.load(path)
-            if feats.shape == (FEATURE_DIM,) and np.isfinite(feats).all():
-                return feats
-        feats = voice_features(synthesize_at(CALIBRATION_TEXT, voice, FEATURE_SR))
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-            np.save(tmp, feats)
-            tmp.replace(path)
-        return feats
+        return _cached_features(self.cache_path(voice),
+                                lambda: voice_features(synthesize_at(CALIBRATION_TEXT, voice, FEATURE_SR)))
 
     def distances_to(self, ref_features: np.ndarray) -> dict[str, float]:
         """Distance of reference features [FEATURE_DIM] to every voice of the bank, by voice name."""
@@ -318,17 +323,7 @@ class VoiceBank:
         key = hashlib.sha256("\n".join(["ref", file_sha256(path), FEATURE_METHOD, FEATURE_VERSION,
                                          librosa.__version__]).encode()).hexdigest()[:24]
         cached = self.cache_dir / f"ref-{key}.npy" if self.cache_dir else None
-        if cached is not None and cached.exists():
-            feats = np.load(cached)
-            if feats.shape == (FEATURE_DIM,) and np.isfinite(feats).all():
-                return feats
-        feats = voice_features(load_wav16k())
-        if cached is not None:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(f".{os.getpid()}.tmp.npy")
-            np.save(tmp, feats)
-            tmp.replace(cached)
-        return feats
+        return _cached_features(cached, lambda: voice_features(load_wav16k()))
 
     def distances(self, ref_wav16k: np.ndarray) -> dict[str, float]:
         """Distance of the reference voice [N] (16 kHz) to every installed voice, by voice name."""
