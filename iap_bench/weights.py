@@ -72,9 +72,9 @@ class WeightSpec:
         raise MissingCheckpointError(self.name, self.filename, searched, self.how_to_get, self.config_key)
 
     def check(self, path: Path) -> None:
-        """Raise ChecksumMismatchError if ``path`` is not the pinned file."""
-        from iap_bench.hashing import file_sha256
+        """Raise ChecksumMismatchError if ``path`` is not the pinned file (or folder, ``tree_sha256``)."""
+        from iap_bench.hashing import tree_sha256
 
-        found = file_sha256(path)
+        found = tree_sha256(path)
         if self.sha256 and found != self.sha256:
             raise ChecksumMismatchError(self.name, path, self.sha256, found, "eval.allow_checksum_mismatch")

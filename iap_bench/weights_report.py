@@ -35,16 +35,17 @@ class WeightRow:
 
 def check_spec(metric: str, spec: WeightSpec, explicit: str | None) -> WeightRow:
     """Resolve one spec without raising: found/missing, size, pin state."""
-    from iap_bench.hashing import file_sha256
+    from iap_bench.hashing import tree_sha256
 
     searched = spec.candidates(explicit)
     found = next((p for p in searched if p.exists()), None)
     pin = "-"
     size = None
     if found is not None:
-        size = found.stat().st_size if found.is_file() else None
+        size = (found.stat().st_size if found.is_file()
+                else sum(f.stat().st_size for f in found.rglob("*") if f.is_file()))
         if spec.sha256:
-            h = file_sha256(found) if found.is_file() else ""
+            h = tree_sha256(found)
             pin = "match" if h == spec.sha256 else f"MISMATCH {h[:12]}"
         else:
             pin = "not pinned"

@@ -35,8 +35,9 @@ if [ ! -f "$VENV/.complete" ]; then
   rm -rf "$VENV"; mkdir -p "$VROOT"
   "$PY" -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade "pip<27"
-  # torch first: the CPU build (satisfies torch<=2.14.1); on a GPU machine install your CUDA build before this.
-  "$VENV/bin/pip" install -q "torch==2.13.0" || "$VENV/bin/pip" install -q "torch>=2.4,<=2.14.1"
+  # torch first: 2.14.1, the build torchvision 0.29.1 and torchaudio 2.11.0 are made for (the 2.13 CPU wheel
+  # cannot load their CUDA-linked extensions). It runs on CPU-only machines too.
+  "$VENV/bin/pip" install -q "torch==2.14.1"
   "$VENV/bin/pip" install -q -r .ci/requirements.txt
   "$VENV/bin/pip" install -q --no-deps -r .ci/requirements-nodeps.txt
   touch "$VENV/.complete"
