@@ -109,10 +109,12 @@ def write_leaderboard(cfg: DictConfig, store: Any, benchmark: Any, out_dir: Path
         console.print("[yellow]no scores in the store for this benchmark and pack yet[/]")
         return {}
     lb = cfg.leaderboard
-    aggregates = store.aggregates_frame()
-    if not aggregates.empty:
-        aggregates = aggregates[(aggregates["benchmark"] == benchmark.name)
-                                & (aggregates["pack_hash"] == (benchmark.pack_hash or ""))]
+    from iap_bench.leaderboard.setlevel import set_level_aggregates
+
+    # set-level metrics (FD) over exactly the samples this table counts; cached in the store by set hash
+    aggregates = set_level_aggregates(df, label=lb.label, cached=store.aggregates_frame(),
+                                      params_info=store.metric_params(),
+                                      put=None if store.readonly else store.put_aggregate)
     splits = set(cfg.benchmark.get("splits") or ["single", "multi"])
     n_items = {sp: sum(1 for i in benchmark.items if i.split == sp) for sp in ("single", "multi") if sp in splits}
     board = build_leaderboard(

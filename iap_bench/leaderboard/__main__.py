@@ -31,9 +31,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for c in report.conflicts:
         print(f"conflict: {c['metric']}/{c['backend']} sample {c['sample_hash'][:12]}: {c['ours']} vs {c['theirs']}")
-    df, agg = store.scores_frame(), store.aggregates_frame()
+    from iap_bench.leaderboard.setlevel import set_level_aggregates
+
+    df = store.scores_frame()
     if args.pack is not None:
         df = df[df["pack_hash"] == args.pack]
+    agg = set_level_aggregates(df, cached=store.aggregates_frame(), params_info=store.metric_params())
     kw: dict[str, Any] = {"aggregates": agg, "ci": args.ci, "common_items": args.common_items,
                           "incomplete": sorted(store.unfinished_labels()), "params_info": store.metric_params()}
     if args.ablation:

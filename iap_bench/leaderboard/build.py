@@ -140,10 +140,34 @@ def _apply_aggregates(stats: dict[tuple[str, int, str], CellStat], rows: list[st
                 notes.append(f"{c.header} for {row} ({split}): {g['set_hash'].nunique()} sample sets stored; "
                              "the newest is shown")
             value = g["value"].iloc[-1]
+            extras = _extras(g["extras_json"].iloc[-1]) if "extras_json" in g.columns else {}
             old = stats.get((row, i, split))
+            n = int(extras.get("n_items", extras.get("n_clips", old.n if old else 0)))
             stats[(row, i, split)] = CellStat(
                 None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value),
-                old.n if old else 0, old.n_excluded if old else 0, source="aggregate")
+                n, old.n_excluded if old else 0, _num(extras.get("ci_low")), _num(extras.get("ci_high")),
+                source="aggregate", n_items=max(old.n_items if old else 0, n),
+                n_penalised=old.n_penalised if old else 0)
+
+
+def _extras(raw: Any) -> dict[str, Any]:
+    import json
+
+    if isinstance(raw, dict):
+        return raw
+    try:
+        out = json.loads(raw) if isinstance(raw, str) and raw else {}
+    except ValueError:
+        return {}
+    return out if isinstance(out, dict) else {}
+
+
+def _num(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) else v
 
 
 def _item_sets(df: pd.DataFrame, label: str) -> dict[str, set[str]]:
@@ -250,10 +274,14 @@ def build_ablation_table(df: pd.DataFrame, benchmark: str | None = None, pack_ha
 def leaderboard_from_store(store: ResultStore, benchmark: str | None = None, pack_hash: str | None = None,
                            **kwargs: Any) -> Leaderboard:
     """Table 2 straight from a store (scores + dataset-level aggregates, unfinished runs marked)."""
+    from iap_bench.leaderboard.setlevel import set_level_aggregates
+
     kwargs.setdefault("incomplete", sorted(store.unfinished_labels(benchmark)))
     kwargs.setdefault("params_info", store.metric_params())
-    return build_leaderboard(store.scores_frame(), benchmark, pack_hash, aggregates=store.aggregates_frame(),
-                             **kwargs)
+    df = store.scores_frame()
+    agg = set_level_aggregates(df, label=kwargs.get("label", "model"), cached=store.aggregates_frame(),
+                               params_info=kwargs["params_info"])
+    return build_leaderboard(df, benchmark, pack_hash, aggregates=agg, **kwargs)
 
 
 @dataclass

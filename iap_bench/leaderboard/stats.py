@@ -72,10 +72,12 @@ def per_item(df: pd.DataFrame, label: str = "model") -> pd.DataFrame:
     d["_counted"] = d["value"].notna()
     d["_pen"] = d["_counted"] & d["failure"].notna()
     d["_na"] = d["failure"].isin(NOT_APPLICABLE) & ~d["_counted"]
+    d["_failed"] = d["failure"].notna()  # no value and no failure: a set-level metric's per-sample record
     g = d.groupby(cols, dropna=False, sort=False)
     out = g.agg(value=("value", "mean"), n_seeds=("seed", "nunique"), counted=("_counted", "sum"),
-                penalised=("_pen", "sum"), na=("_na", "all")).reset_index()
-    out["excluded"] = (out["counted"] == 0) & ~out["na"]
+                penalised=("_pen", "sum"), na=("_na", "all"), failed=("_failed", "any")).reset_index()
+    out["excluded"] = (out["counted"] == 0) & ~out["na"] & out["failed"]
+    out = out.drop(columns=["failed"])
     out = out[~((out["counted"] == 0) & out["na"])]
     return out.drop(columns=["counted", "na"])
 

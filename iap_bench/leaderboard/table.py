@@ -65,6 +65,8 @@ TABLE3_LAYOUT: tuple[MetricColumn, ...] = (
 
 EXTRA_GROUP = "Extra"
 EXTRA_COLUMNS: dict[str, MetricColumn] = {
+    "fd_passt": MetricColumn("fd_passt", "FD-PaSST", EXTRA_GROUP, "lower"),
+    "fd_pann": MetricColumn("fd_pann", "FD-PANN", EXTRA_GROUP, "lower"),
     "bind": MetricColumn("bind", "BIND-ACC", EXTRA_GROUP, "higher", split_cells=True),
     "turn_acc": MetricColumn("turn_acc", "TURN-ACC", EXTRA_GROUP, "higher", split_cells=True),
     "spurious_lip": MetricColumn("spurious_lip", "SPURIOUS-LIP", EXTRA_GROUP, "lower", split_cells=True),

@@ -85,6 +85,9 @@ class Metric:
     worst: float | None = None
     # Constructor parameters that locate weight files: their content is in the checkpoint hash instead.
     path_params: tuple[str, ...] = ()
+    # Set-level metrics (FD): per-sample values carry what ``aggregate`` needs in ``extras`` (value None);
+    # the runner stores one aggregate per (model, split, sample set) and the leaderboard shows it.
+    set_level: bool = False
 
     # runtime placement, set by configure(); not part of the identity (numbers must not depend on it)
     device: str = "cpu"
@@ -124,9 +127,10 @@ class Metric:
         """Batched per-sample scores, one MetricValue per sample (failures carry their reason)."""
         raise NotImplementedError
 
-    def aggregate(self, samples: Sequence[EvalSample], values: Sequence[MetricValue]) -> float | None:
-        """Dataset-level value (FD-style metrics); default None means: plain mean of per-sample values."""
-        return None
+    def aggregate(self, values: Sequence[MetricValue]) -> tuple[float | None, dict[str, Any]]:
+        """Dataset-level value of a ``set_level`` metric (FD) and its extras (CI, counts), computed from the
+        per-sample values' ``extras`` only (as stored), so reused scores aggregate like fresh ones."""
+        raise NotImplementedError(f"{self.name}/{self.backend} is not a set-level metric")
 
     def item_failure(self, item: Item) -> str | None:
         """Why this metric cannot score ``item`` whatever the sample (e.g. an unsupported language), or None.

@@ -430,7 +430,8 @@ class ResultStore:
     def _score_row(rec: ScoreRecord) -> tuple[Any, ...]:
         value = _clean_value(rec.value)
         failure = rec.failure
-        if value is None and failure is None:
+        if value is None and failure is None and (rec.value is not None or not rec.extras):
+            # a set-level metric's per-sample record (value None, what its aggregate needs in extras) is kept
             failure = "non_finite" if rec.value is not None else "no_value"
         return (rec.sample_hash, rec.inputs_hash, rec.metric, rec.backend, rec.checkpoint, rec.params,
                 str(rec.version), value, failure, _json(rec.extras), rec.created or time.time(), rec.run_id)

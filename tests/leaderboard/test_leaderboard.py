@@ -489,9 +489,14 @@ def test_ablation_table_rows_and_columns() -> None:
     assert disp.loc["Two-stage", "WER↓"] == "0.550"
 
 
-def test_from_store_with_fd_aggregate(tmp_path: Path) -> None:
+def test_from_store_with_set_level_value(tmp_path: Path) -> None:
+    """A set-level column is computed from the current takes' stored extras; a stored value for another
+    sample set is never shown (it is only a cache for its own set)."""
+    import test_setlevel  # noqa: F401  registers the toy set-level metric toyset/toy
+
     st = ResultStore(tmp_path / "s.db")
-    for model, fd in (("cascade", 1.131), ("iap:ckpt_a", 0.729)):
+    st.put_metric_params("P", "toyset", "toy", {"params": {"offset": 0.0}, "aux": {}})
+    for model, base in (("cascade", 1.0), ("iap:ckpt_a", 0.25)):
         hashes = []
         for j in range(4):
             h = f"{model}-{j}"
@@ -499,25 +504,22 @@ def test_from_store_with_fd_aggregate(tmp_path: Path) -> None:
             st.add_sample(SampleRecord(h, f"i{j}", "single" if j < 3 else "multi", model, pack_hash="P",
                                        benchmark="iap-mini", inputs_hash=f"in{j}"))
             st.put_score(ScoreRecord(h, f"in{j}", "pq", "audiobox", CK_A, "pp", "1", 5.0 + j))
-        # FD: a per-sample failure (no audio; FD has no worst value: excluded) plus one dataset-level value
-        st.put_score(ScoreRecord(hashes[0], "in0", "fd", "vgg", CK_B, "pp", "1", None, "no_audio"))
-        st.put_aggregate(AggregateRecord(model, "iap-mini", "all", "P", "fd", "vgg", CK_B, "pp", "1",
-                                         set_hash(hashes[1:]), fd))
+            if j == 0:  # no audio: an unbounded metric has no worst value, so the sample is excluded
+                st.put_score(ScoreRecord(h, f"in{j}", "toyset", "toy", CK_B, "P", "1", None, "no_audio"))
+            else:
+                st.put_score(ScoreRecord(h, f"in{j}", "toyset", "toy", CK_B, "P", "1", None, None,
+                                         extras={"x": base}))
+        st.put_aggregate(AggregateRecord(model, "iap-mini", "all", "P", "toyset", "toy", CK_B, "P", "1",
+                                         set_hash(["stale"]), 99.0, created=9e9))
     lb = leaderboard_from_store(st)
     disp = lb.display_frame()
-    assert disp.loc["cascade", "FD↓"].startswith("1.131")
-    assert disp.loc["iap:ckpt_a", "FD↓"].startswith("0.729")
+    col = next(c for c in disp.columns if c.startswith("TOYSET"))
+    assert disp.loc["cascade", col].startswith("3.000")  # 3 counted samples x 1.0, not the stale 99
+    assert disp.loc["iap:ckpt_a", col].startswith("0.750")
     assert disp.loc["cascade", "PQ↑"] == "6.500"
     long = lb.long_frame()
-    fd = long[(long.metric == "fd") & (long.Models == "cascade") & (long.split == "all")].iloc[0]
-    assert fd.source == "aggregate" and fd.n_excluded == 1
-    assert any("dataset-level" in n and n.startswith("FD↓") for n in lb.footnotes())
-    # a newer aggregate over another sample set replaces the shown value and is noted
-    st.put_aggregate(AggregateRecord("cascade", "iap-mini", "all", "P", "fd", "vgg", CK_B, "pp", "1",
-                                     set_hash(hashes), 2.5, created=9e9))
-    lb = leaderboard_from_store(st)
-    assert lb.display_frame().loc["cascade", "FD↓"].startswith("2.500")
-    assert any("2 sample sets stored" in n for n in lb.notes)
+    cell = long[(long.metric == "toyset") & (long.Models == "cascade") & (long.split == "all")].iloc[0]
+    assert cell.source == "aggregate" and cell.n_excluded == 1
 
 
 def test_paired_test() -> None:
