@@ -90,8 +90,8 @@ shared, clone = Path(os.environ["IAP_SHARED"]), Path(os.environ["IAP_CLONE"])
 old, new = str(shared / "bin" / "python").encode(), str(clone / "bin" / "python").encode()
 for src in sorted((shared / "bin").iterdir()):
     dst = clone / "bin" / src.name
-    if src.name.startswith(("python", "activate", "Activate")) or dst.exists() or dst.is_symlink():
-        continue
+    if src.name.startswith(("python", "activate", "Activate")) or src.is_dir() or dst.exists() or dst.is_symlink():
+        continue  # (some packages leave a __pycache__ folder in bin/)
     with open(src, "rb") as f:
         head = f.read(4096)
     lines = head.split(b"\n", 2)

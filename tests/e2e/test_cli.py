@@ -99,8 +99,8 @@ def test_print_config_and_missing_pack_error(tmp_path: Path) -> None:
     assert proc.returncode != 0 and "unbound" in (proc.stdout + proc.stderr).lower()
 
 
-def test_unimplemented_metric_suite_gives_one_clear_error(tmp_path: Path) -> None:
-    proc = iap_bench(tmp_path, "metrics=paper", "limit=1", check=False)
+def test_unimplemented_metric_gives_one_clear_error(tmp_path: Path) -> None:
+    proc = iap_bench(tmp_path, "metrics.metrics=[wer/offline,aes/reference]", "limit=1", check=False)
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 2 and "not implemented" in out and "pq/reference" in out
+    assert proc.returncode == 2 and "not implemented" in out and "aes/reference" in out
     assert "Traceback" not in out
