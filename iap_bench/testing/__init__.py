@@ -1,0 +1,1 @@
+"""Test support: seeded random checkpoints in the real file formats and the official packages' scoring paths."""
