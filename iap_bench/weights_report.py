@@ -84,7 +84,7 @@ def print_table(rows: Sequence[WeightRow], console: Any) -> None:
     table = Table(title="checkpoints of the selected metrics")
     for col in ("metric", "file", "status", "sha256 pin", "size", "where (found, or first place looked)",
                 "how to get it"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", no_wrap=col in ("metric", "file", "status", "size"))
     for r in rows:
         status = "[green]found[/]" if r.path is not None else "[red]missing[/]"
         size = f"{r.size / 1e6:.1f} MB" if r.size is not None else "-"

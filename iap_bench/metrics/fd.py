@@ -147,7 +147,11 @@ class _AudioFD(Metric):
         try:
             wave = sample.media.audio(self.sample_rate)
         except MediaError as e:
-            return MetricValue.fail(e.reason, detail=e.detail)
+            if e.reason != "silent":
+                return MetricValue.fail(e.reason, detail=e.detail)
+            # silence is the model's output and must count against it: embedded as digital silence of the
+            # clip's length (excluding it, as an unbounded metric's faults are, would flatter the model)
+            wave = np.zeros(int(round(sample.media.duration_s * self.sample_rate)), np.float32)
         if not np.isfinite(wave).all():
             return MetricValue.fail("nonfinite_audio")
         x = self._prepare(wave)

@@ -362,8 +362,10 @@ def test_failures_and_identity(root: Path, clips: dict[str, Path], vggish_metric
     out = vggish_metric.score([EvalSample(no_gt, SampleMedia(clips["lv0"])), EvalSample(with_gt, SampleMedia(mute)),
                                EvalSample(with_gt, SampleMedia(silent)), EvalSample(with_gt, SampleMedia(short)),
                                EvalSample(_item("b", tmp_path / "nope.wav"), SampleMedia(clips["lv0"]))])
-    assert [v.failure for v in out] == ["no_ground_truth", "no_audio", "silent", "too_short", "bad_reference"]
+    assert [v.failure for v in out] == ["no_ground_truth", "no_audio", None, "too_short", "bad_reference"]
     assert all(apply_metric_policy(vggish_metric, v).value is None for v in out)  # excluded, never a number
+    # a silent track counts against the model: it is embedded (as digital silence), not excluded
+    assert "emb" in out[2].extras and decode_embeddings(out[2].extras["emb"]).shape[0] == 2
     m = build_metric("fd/reference", checkpoint=_ckpt(root, "vggish"))
     assert m.checkpoint_id() == tree_sha256(root / T.FILES["vggish"])
     assert "checkpoint" not in m.params() and m.params()["audio_length"] == 5.0
