@@ -40,6 +40,10 @@ if [ ! -f "$VENV/.complete" ]; then
   "$VENV/bin/pip" install -q "torch==2.14.1"
   "$VENV/bin/pip" install -q -r .ci/requirements.txt
   "$VENV/bin/pip" install -q --no-deps -r .ci/requirements-nodeps.txt
+  # laion-clap's wheel installs its own test files as a top-level `tests` package, which would shadow this
+  # project's tests/ (imported as `tests.*`): remove that stray package (laion_clap itself does not use it).
+  SP=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  if grep -qs '^tests/__init__.py' "$SP"/laion_clap-*.dist-info/RECORD; then rm -rf "$SP/tests"; fi
   touch "$VENV/.complete"
   # keep the disk from filling: drop venvs of older dependency sets
   find "$VROOT" -maxdepth 1 -name 'venv-*' -not -name "venv-$KEY" -exec rm -rf {} + 2>/dev/null || true
