@@ -14,7 +14,7 @@ from iap_bench.errors import IAPBenchError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["CheckpointKeyError", "check_state_dict", "expected_shapes", "state_dict_problems"]
+__all__ = ["CheckpointKeyError", "check_state_dict", "expected_shapes", "load_strict", "state_dict_problems"]
 
 SHOW = 5  # offending keys named per category
 
@@ -79,3 +79,10 @@ def check_state_dict(model: torch.nn.Module | Mapping[str, tuple[int, ...]], sta
     missing, unexpected, mismatched = state_dict_problems(expected_shapes(model), state)
     if missing or unexpected or mismatched:
         raise CheckpointKeyError(name, missing, unexpected, mismatched)
+
+
+def load_strict(model: torch.nn.Module, state: Mapping[str, Any], name: str) -> None:
+    """Load ``state`` into ``model`` only if its keys and shapes are exactly the model's (else nothing is
+    loaded and CheckpointKeyError names the offending keys)."""
+    check_state_dict(model, state, name)
+    model.load_state_dict(dict(state), strict=True)

@@ -249,18 +249,11 @@ def local_roberta(config: Any) -> Iterator[None]:
         cm.RobertaModel = original
 
 
-def load_strict(model: Any, state: Mapping[str, Any], where: str) -> None:
-    """Load ``state`` into ``model`` only if its keys and shapes are exactly the model's (else nothing is loaded
-    and CheckpointKeyError names the offending keys)."""
-    from iap_bench.metrics._ckpt import check_state_dict
-
-    check_state_dict(model, state, f"{CKPT_NAME} ({where})")
-    model.load_state_dict(dict(state), strict=True)
-
-
 def build_model(ckpt_path: Path, roberta_dir: Path, device: str = "cpu") -> tuple[Any, Any]:
     """(CLAP model in eval mode on ``device`` with the checkpoint loaded strictly, checked tokenizer)."""
     import torch
+
+    from iap_bench.metrics._ckpt import load_strict
 
     config, tok = load_roberta(roberta_dir)
     clap_module = import_clap_module()
@@ -269,7 +262,7 @@ def build_model(ckpt_path: Path, roberta_dir: Path, device: str = "cpu") -> tupl
                                             enable_fusion=False)
     # laion_clap loads with weights_only=False (its checkpoints are training dicts); the file is the user's own
     ckpt = torch.load(str(ckpt_path), map_location="cpu", weights_only=False)
-    load_strict(model, clap_state_dict(ckpt, set(model.state_dict())), str(ckpt_path))
+    load_strict(model, clap_state_dict(ckpt, set(model.state_dict())), f"{CKPT_NAME} ({ckpt_path})")
     return model.to(device).eval(), tok
 
 

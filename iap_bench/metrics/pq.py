@@ -184,22 +184,15 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, flo
     return state_from_checkpoint(torch.load(str(path), map_location="cpu", weights_only=True), str(path))
 
 
-def load_strict(model: Any, state: Mapping[str, Any], where: str) -> None:
-    """Load ``state`` into ``model`` only if its keys and shapes are exactly the model's (else nothing is loaded
-    and CheckpointKeyError names the offending keys)."""
-    from iap_bench.metrics._ckpt import check_state_dict
-
-    check_state_dict(model, state, f"{CKPT_NAME} ({where})")
-    model.load_state_dict(dict(state), strict=True)
-
-
 def build_model(path: Path, device: str = "cpu") -> tuple[Any, dict[str, dict[str, float]]]:
     """The package's AesMultiOutput with the checkpoint loaded strictly, in eval mode on ``device``."""
     from audiobox_aesthetics.model.aes import AesMultiOutput
 
+    from iap_bench.metrics._ckpt import load_strict
+
     kwargs, tt, state = read_checkpoint(path)
     model = AesMultiOutput(**kwargs, target_transform=tt)
-    load_strict(model, state, str(path))
+    load_strict(model, state, f"{CKPT_NAME} ({path})")
     return model.to(device).eval(), tt
 
 

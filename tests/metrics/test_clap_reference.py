@@ -37,7 +37,7 @@ from metric_media import make_item, write_sample
 from iap_bench.errors import IAPBenchError, MissingCheckpointError
 from iap_bench.media.sample import SampleMedia
 from iap_bench.metrics import clap
-from iap_bench.metrics._ckpt import CheckpointKeyError
+from iap_bench.metrics._ckpt import CheckpointKeyError, load_strict
 from iap_bench.metrics.base import EvalSample
 from iap_bench.metrics.policy import apply_metric_policy
 from iap_bench.testing import clap as tclap
@@ -266,20 +266,20 @@ def test_wrong_prefix_missing_key_wrong_shape_and_extra_key_are_refused(metric, 
     n = len(keys)
     wrong_prefix = {"model." + k[len("module."):]: v for k, v in sd.items()}
     with pytest.raises(CheckpointKeyError) as e:
-        clap.load_strict(model, clap.clap_state_dict({"state_dict": wrong_prefix}, keys), "x")
+        load_strict(model, clap.clap_state_dict({"state_dict": wrong_prefix}, keys), "x")
     msg = str(e.value)
     assert f"{n} missing" in msg and "model.audio_branch.bn0.bias" in msg
     missing = {k: v for k, v in sd.items() if k != "module.text_projection.0.weight"}
     with pytest.raises(CheckpointKeyError, match=r"1 missing key\(s\): text_projection\.0\.weight"):
-        clap.load_strict(model, clap.clap_state_dict({"state_dict": missing}, keys), "x")
+        load_strict(model, clap.clap_state_dict({"state_dict": missing}, keys), "x")
     tiny = {**sd, "module.audio_projection.0.weight": torch.zeros(512, 768)}  # an HTSAT-tiny (768-d) checkpoint
     with pytest.raises(CheckpointKeyError, match=r"audio_projection\.0\.weight \(model \[512, 1024\], "
                                                  r"checkpoint \[512, 768\]\)"):
-        clap.load_strict(model, clap.clap_state_dict({"state_dict": tiny}, keys), "x")
+        load_strict(model, clap.clap_state_dict({"state_dict": tiny}, keys), "x")
     extra = {**sd, "module.text_branch.embeddings.token_type_ids": torch.zeros(1, 514, dtype=torch.long)}
     with pytest.raises(CheckpointKeyError, match=r"1 unexpected key\(s\): text_branch\.embeddings\.token_type_ids"):
-        clap.load_strict(model, clap.clap_state_dict({"state_dict": extra}, keys), "x")
-    clap.load_strict(model, clap.clap_state_dict(released, keys), "x")  # the intact file loads
+        load_strict(model, clap.clap_state_dict({"state_dict": extra}, keys), "x")
+    load_strict(model, clap.clap_state_dict(released, keys), "x")  # the intact file loads
 
 
 def test_missing_files_name_file_places_and_how(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

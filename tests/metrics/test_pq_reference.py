@@ -33,7 +33,7 @@ from metric_media import PACK, write_sample
 from iap_bench.errors import IAPBenchError, MissingCheckpointError
 from iap_bench.media.sample import SampleMedia
 from iap_bench.metrics import pq
-from iap_bench.metrics._ckpt import CheckpointKeyError
+from iap_bench.metrics._ckpt import CheckpointKeyError, load_strict
 from iap_bench.metrics.base import EvalSample
 from iap_bench.metrics.policy import apply_metric_policy
 from iap_bench.testing import pq as tpq
@@ -173,16 +173,16 @@ def test_wrong_prefix_missing_key_and_wrong_shape_are_refused(metric: pq.Audiobo
     sd = released["state_dict"]
     wrong_prefix = {"module." + k[len("model."):]: v for k, v in sd.items()}
     with pytest.raises(CheckpointKeyError) as e:
-        pq.load_strict(model, pq.state_from_checkpoint({**released, "state_dict": wrong_prefix}, "x")[2], "x")
+        load_strict(model, pq.state_from_checkpoint({**released, "state_dict": wrong_prefix}, "x")[2], "x")
     msg = str(e.value)
     assert "module.layer_weights.CE" in msg and f"{len(sd)} missing" in msg and f"{len(sd)} unexpected" in msg
     missing = {k: v for k, v in sd.items() if k != "model.proj_layer.PQ.0.weight"}
     with pytest.raises(CheckpointKeyError, match=r"1 missing key\(s\): proj_layer\.PQ\.0\.weight"):
-        pq.load_strict(model, pq.strip_model_prefix(missing), "x")
+        load_strict(model, pq.strip_model_prefix(missing), "x")
     reshaped = {**sd, "model.layer_weights.PQ": torch.ones(12)}  # a 12-layer sum instead of 13
     with pytest.raises(CheckpointKeyError, match=r"layer_weights\.PQ \(model \[13\], checkpoint \[12\]\)"):
-        pq.load_strict(model, pq.strip_model_prefix(reshaped), "x")
-    pq.load_strict(model, pq.strip_model_prefix(sd), "x")  # the intact file loads
+        load_strict(model, pq.strip_model_prefix(reshaped), "x")
+    load_strict(model, pq.strip_model_prefix(sd), "x")  # the intact file loads
 
 
 def test_hugging_face_folder_format_is_accepted(metric: pq.AudioboxPQ, released: dict, tmp_path: Path) -> None:
