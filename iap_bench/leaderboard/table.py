@@ -66,6 +66,7 @@ TABLE3_LAYOUT: tuple[MetricColumn, ...] = (
 EXTRA_GROUP = "Extra"
 EXTRA_COLUMNS: dict[str, MetricColumn] = {
     "fd_passt": MetricColumn("fd_passt", "FD-PaSST", EXTRA_GROUP, "lower"),
+    "sync_offline": MetricColumn("sync_offline", "Sync-offline", EXTRA_GROUP, "higher"),
     "fd_pann": MetricColumn("fd_pann", "FD-PANN", EXTRA_GROUP, "lower"),
     "bind": MetricColumn("bind", "BIND-ACC", EXTRA_GROUP, "higher", split_cells=True),
     "turn_acc": MetricColumn("turn_acc", "TURN-ACC", EXTRA_GROUP, "higher", split_cells=True),
