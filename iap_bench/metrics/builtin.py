@@ -14,4 +14,8 @@ BUILTIN: dict[str, str] = {
     "fd_pann/reference": "iap_bench.metrics.fd",  # FD-PANN (Cnn14 16 kHz), set-level (extra column)
     "wer/reference": "iap_bench.metrics.wer_sensevoice",  # SenseVoiceSmall + Seed-TTS-eval normalisation
     "aid_sim/reference": "iap_bench.metrics.aid_sim_wavlm",  # WavLM-Large + ECAPA-TDNN (UniSpeech SV)
+    # video / audio-visual (METRICS.md §3)
+    "sync/offline": "iap_bench.metrics.sync_offline",  # mouth aperture vs speech envelope, no checkpoint
+    "vid_sim/reference": "iap_bench.metrics.vid_sim_arcface",  # insightface ArcFace, buffalo_l
+    "vid_sim/antelopev2": "iap_bench.metrics.vid_sim_arcface",  # insightface glintr100 (labelled variant)
 }
