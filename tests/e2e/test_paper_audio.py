@@ -2,7 +2,7 @@
 
 The real checkpoints cannot be downloaded here, so DIR is filled with seeded random checkpoints written in
 the real file formats (``iap_bench.testing.*.write_random_weights``): the run must load every one of them
-through the same paths a user's real files take, fill PQ, CLAP, FD, WER and AID-SIM, and with an empty DIR
+through the same paths a user's real files take, fill PQ, CLAP, FD, WER, AID-SIM and VID-SIM, and with an empty DIR
 stop before any generation naming every missing file at once.
 """
 
@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-TESTING = ("pq", "clap", "fd", "sensevoice", "aid_sim_wavlm")  # iap_bench.testing modules
+TESTING = ("pq", "clap", "fd", "sensevoice", "aid_sim_wavlm", "arcface")  # iap_bench.testing modules
 PAPER_FILES = ("checkpoint.pt", "music_speech_audioset_epoch_15_esc_89.98.pt", "roberta-base",
-               "vggish-10086976.pth", "SenseVoiceSmall", "wavlm_large_finetune.pth")
+               "vggish-10086976.pth", "SenseVoiceSmall", "wavlm_large_finetune.pth", "det_10g.onnx",
+               "w600k_r50.onnx")
 
 
 def cli(cwd: Path, *args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
@@ -57,7 +58,8 @@ def test_weights_job_table_finds_every_file(tmp_path: Path, weights_root: Path) 
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert " 0 missing" in proc.stdout, proc.stdout
     for name in ("checkpoint.pt", "music_speech_audioset_epoch_15_esc_89.98.pt", "vocab.json",
-                 "vggish-10086976.pth", "chn_jpn_yue_eng_ko_spectok.bpe.model", "wavlm_large_finetune.pth"):
+                 "vggish-10086976.pth", "chn_jpn_yue_eng_ko_spectok.bpe.model", "wavlm_large_finetune.pth",
+                 "det_10g.onnx", "w600k_r50.onnx"):
         assert name in proc.stdout, name
 
 
@@ -68,19 +70,16 @@ def test_paper_suite_fills_the_audio_columns(tmp_path: Path, weights_root: Path)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     summary = json.loads((tmp_path / "run1" / "summary.json").read_text())
     assert summary["transient_errors"] == []
-    rows = list(csv.DictReader(open(next((tmp_path / "run1" / "leaderboard").glob("*.csv")))))
-    header = " ".join(rows[0].keys())
-    for col in ("PQ", "CLAP", "FD", "WER", "AID-SIM"):
-        assert col in header, header
-    row = rows[0]
-    for key, value in row.items():
-        if key.split(" ")[0] in ("PQ", "CLAP", "FD", "WER", "AID-SIM"):
-            assert value not in ("", "-", "nan"), (key, row)
+    rows = list(csv.DictReader(open(tmp_path / "run1" / "leaderboard" / "leaderboard.csv")))
+    assert len(rows) == 1
+    row = {k.rstrip("↑↓"): v for k, v in rows[0].items()}
+    for col in ("PQ", "CLAP", "FD", "WER", "AID-SIM", "VID-SIM"):
+        assert row.get(col) not in (None, "", "-", "nan"), (col, rows[0])
     # an unchanged re-run reuses every score and the FD set value
     again = cli(tmp_path, "metrics=paper", f"weights.root={weights_root}", f"store={tmp_path}/s.sqlite",
                 "hydra.run.dir=run2")
     assert again.returncode == 0, again.stderr[-3000:]
     s2 = json.loads((tmp_path / "run2" / "summary.json").read_text())
     assert s2["scored"] == 0 and s2["generated"] == 0
-    rows2 = list(csv.DictReader(open(next((tmp_path / "run2" / "leaderboard").glob("*.csv")))))
+    rows2 = list(csv.DictReader(open(tmp_path / "run2" / "leaderboard" / "leaderboard.csv")))
     assert rows2 == rows
