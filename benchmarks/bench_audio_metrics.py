@@ -66,6 +66,8 @@ def make_clips(out: Path) -> tuple[list, list[Path], list[Path]]:
 
 def time_harness(names: list[str], items: list, mp4s: list[Path], device: str) -> dict[str, dict[str, float]]:
     """Harness path: decode each clip once (shared), load each metric once, score the batch."""
+    import torch
+
     from iap_bench.media.sample import SampleMedia
     from iap_bench.metrics.base import EvalSample, build_metric
 
@@ -77,7 +79,7 @@ def time_harness(names: list[str], items: list, mp4s: list[Path], device: str) -
     out: dict[str, dict[str, float]] = {"_decode": {"total": decode}}
     for name in names:
         metric = build_metric(name)
-        metric.configure(device=device, threads=int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or 1)
+        metric.configure(device=device, threads=torch.get_num_threads())
         t0 = time.perf_counter()
         metric.load()
         t_load = time.perf_counter() - t0

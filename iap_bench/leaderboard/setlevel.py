@@ -38,13 +38,12 @@ def metric_for(metric: str, backend: str, params_json: Mapping[str, Any] | None)
         cls = METRICS.get(name)
         if cls is None or getattr(cls, "name", None) != metric or getattr(cls, "backend", None) != backend:
             continue
-        if not getattr(cls, "set_level", False):
-            return None
-        params = dict((params_json or {}).get("params", {}))
+        if not getattr(cls, "set_level", False) or params_json is None:
+            return None  # unknown parameters: no value rather than one computed with other parameters
         try:
-            return cls(**params)
-        except TypeError:
-            return cls()
+            return cls(**dict(params_json.get("params", {})))
+        except TypeError:  # parameters of another version of the metric
+            return None
     return None
 
 

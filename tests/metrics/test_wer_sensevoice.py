@@ -181,6 +181,9 @@ class _Media:
         self._wav, self.content_hash = wav, key
 
     def audio(self, sr: int) -> np.ndarray:
+        from iap_bench.media.audio import check_audio
+
+        check_audio(self._wav, self.content_hash)  # the faults SampleMedia raises (NaN/inf, silence)
         return self._wav
 
 
